@@ -1,0 +1,46 @@
+# make demo  — set up everything, then run every pipeline end to end on the default (generated) data
+# make test  — set up everything, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND := Agg
+
+.PHONY: demo test setup debs demo-long-memory demo-kws demo-video demo-music bench clean
+
+setup: $(STAMP) debs
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,music,video,bench]'
+	@touch $@
+
+debs:
+	@bash scripts/setup_debian.sh
+
+demo: setup
+	$(MAKE) demo-long-memory demo-kws demo-video demo-music
+
+demo-long-memory: setup
+	$(PY) scripts/long_memory.py --T 100 --out runs/long_memory
+
+demo-kws: setup
+	$(PY) scripts/kws.py demo --out runs/demo-kws
+
+demo-video: setup
+	$(PY) scripts/video.py demo --out runs/demo-video
+
+demo-music: setup
+	$(PY) scripts/music.py demo --out runs/demo-music
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	$(PY) benchmarks/backbone.py
+
+clean:
+	rm -rf runs data

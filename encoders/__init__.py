@@ -1,0 +1,1 @@
+"""Front ends: audio features, video frames, MIDI tokens.  All file decoding lives in ``encoders.io``."""

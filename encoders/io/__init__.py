@@ -1,0 +1,37 @@
+"""The one place that opens media files.  Every decoder raises :class:`DecodeError` with a one-line
+message that names the file; batch jobs catch it, count the file as skipped and go on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DecodeError(ValueError):
+    """A file could not be decoded into usable media.  ``str(err)`` is one line naming the file."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = " ".join(str(reason).split())  # keep it on one line
+        super().__init__(f"{self.path}: {self.reason}")
+
+
+class SkipCounter:
+    """Counts files skipped by a batch job, with their one-line reasons, for the run's summary."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+
+    def add(self, err: Exception) -> None:
+        self.errors.append(str(err).splitlines()[0] if str(err) else repr(err))
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def summary(self, what: str = "files") -> str:
+        if not self.errors:
+            return f"skipped 0 {what}"
+        shown = "\n  ".join(self.errors[:10])
+        more = f"\n  ... and {len(self.errors) - 10} more" if len(self.errors) > 10 else ""
+        return f"skipped {len(self.errors)} {what}:\n  {shown}{more}"
+
+
+__all__ = ["DecodeError", "SkipCounter"]

@@ -1,0 +1,377 @@
+"""The one training loop every pipeline uses.
+
+AdamW with warm-up + cosine (or constant) learning rate, gradient-norm clipping on by default,
+bf16 autocast on CUDA, seeded data order, checkpoints (``last.pt`` every N steps and at each epoch
+end, ``best.pt`` on a validation metric) written atomically, exact resume, tqdm progress,
+``metrics.jsonl`` and ``loss.png``, and DistributedDataParallel when launched under ``torchrun``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .plots import plot_curves
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (stored in every checkpoint as ``train_config``)."""
+
+    epochs: int = 10
+    batch_size: int = 32  # global batch: split evenly across DDP ranks
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 1.0  # max global gradient norm; None turns clipping off
+    schedule: str = "cosine"  # "cosine" (to 5% of lr) or "constant", after linear warm-up
+    warmup_steps: int = 0
+    max_steps: int | None = None  # cap on optimizer steps (the schedule is planned for it)
+    amp: bool = True  # bf16 autocast, CUDA only
+    seed: int = 0
+    metric: str = "loss"  # key of evaluate()'s dict that selects best.pt
+    mode: str = "min"  # "min" or "max" for that metric
+    eval_every: int = 0  # steps between evaluations; 0: at each epoch end
+    checkpoint_every: int = 0  # steps between last.pt writes; 0: at each epoch end
+    log_every: int = 10
+    num_workers: int = 0
+    shuffle: bool = True
+    drop_last: bool = False
+    progress: bool = True
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: Any, device) -> Any:
+    """Move every tensor inside (nested) tuples, lists and dicts to ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Seeded batches of a global batch size; each DDP rank takes its share of every global batch,
+    so that N ranks see exactly the samples one process would.  ``start`` skips batches already done
+    (resume) without loading them."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
+                 drop_last: bool = False, rank: int = 0, world: int = 1, start: int = 0):
+        self.n, self.batch_size, self.rank, self.world, self.start = n, batch_size, rank, world, start
+        if shuffle:
+            g = torch.Generator().manual_seed(seed * 100003 + epoch)
+            order = torch.randperm(n, generator=g).tolist()
+        else:
+            order = list(range(n))
+        self.batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        if drop_last and self.batches and len(self.batches[-1]) < batch_size:
+            self.batches.pop()
+        if world > 1:  # every rank must run the same number of steps
+            self.batches = [b for b in self.batches if len(b) >= world]
+
+    def __len__(self) -> int:
+        return max(len(self.batches) - self.start, 0)
+
+    def __iter__(self):
+        for b in self.batches[self.start:]:
+            yield b[self.rank::self.world]
+
+
+class Trainer:
+    """Train ``model`` with ``loss_fn`` on ``train_set``; evaluate with ``evaluate``; checkpoint to ``out_dir``.
+
+    Args:
+        model: any module.  It is moved to the device (and wrapped in DDP under torchrun).
+        config: :class:`TrainConfig`.
+        train_set: a map-style Dataset.  If it has ``set_epoch(epoch)`` that is called before each
+            epoch (for seeded per-epoch augmentation).
+        out_dir: where ``last.pt``, ``best.pt``, ``metrics.jsonl`` and ``loss.png`` go.
+        loss_fn: ``loss_fn(model, batch) -> loss`` or ``(loss, {name: float})``; the batch is already on
+            the device.  Call ``model(...)`` (its forward) so that DDP sees the computation.
+        evaluate: ``evaluate(model) -> {name: float}`` on validation data, called on rank 0 with the bare
+            model in eval mode; ``config.metric`` picks best.pt.  None: best.pt = last.
+        collate_fn: for the DataLoader.
+        extra: plain data saved in every checkpoint under ``"extra"``: model config, labels, vocabulary,
+            normalisation statistics — everything needed to use the model later.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, train_set: Dataset, out_dir: str | Path,
+                 loss_fn: Callable, evaluate: Callable[[nn.Module], dict] | None = None,
+                 collate_fn: Callable | None = None, extra: dict | None = None):
+        self.model = model
+        self.cfg = config
+        self.train_set = train_set
+        self.out_dir = Path(out_dir)
+        self.loss_fn = loss_fn
+        self.evaluate_fn = evaluate
+        self.collate_fn = collate_fn
+        self.extra = extra or {}
+        self.history: list[dict] = []
+        if config.mode not in ("min", "max"):
+            raise ValueError("mode must be 'min' or 'max'")
+
+    # --- distributed ----------------------------------------------------------------------
+    def _setup_distributed(self):
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and self.cfg.device != "cpu" else "gloo"
+            dist.init_process_group(backend)
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.is_main = self.rank == 0
+        if self.world > 1 and self.cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {self.cfg.batch_size} is not divisible by {self.world} ranks")
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _steps_per_epoch(self) -> int:
+        return len(GlobalBatchSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed, 0,
+                                      False, self.cfg.drop_last, 0, self.world))
+
+    def _lr_lambda(self, total: int):
+        warm, sched = self.cfg.warmup_steps, self.cfg.schedule
+
+        def f(step: int) -> float:
+            if warm and step < warm:
+                return (step + 1) / warm
+            if sched == "constant":
+                return 1.0
+            p = min(max(step - warm, 0) / max(total - warm, 1), 1.0)
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
+
+        return f
+
+    def _better(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value < best if self.cfg.mode == "min" else value > best
+
+    def _log(self, row: dict) -> None:
+        self.history.append(row)
+        if self.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def _state(self, step, epoch, step_in_epoch, best, metrics) -> dict:
+        return {
+            "model": self.bare.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch,
+            "best_metric": best, "metrics": metrics,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "train_config": self.cfg.to_dict(),
+            "history": self.history,
+            "extra": self.extra,
+        }
+
+    def _evaluate(self) -> dict:
+        if self.evaluate_fn is None or not self.is_main:
+            return {}
+        self.bare.eval()
+        with torch.no_grad():
+            metrics = {k: float(v) for k, v in self.evaluate_fn(self.bare).items()
+                       if isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1)}
+        self.bare.train()
+        return metrics
+
+    # --- the loop ----------------------------------------------------------------------------
+    def fit(self, resume: bool = True, stop_after: int | None = None) -> dict:
+        """Train; returns ``{"step", "epoch", "best_metric", "metrics", "seconds", "out_dir"}``.
+
+        Args:
+            resume: continue from ``out_dir/last.pt`` when it exists.
+            stop_after: stop (with a checkpoint) once this many steps are done, as if interrupted;
+                the schedule is unchanged, so a later ``fit()`` continues the same run.
+        """
+        cfg = self.cfg
+        self._setup_distributed()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        device = resolve_device(cfg.device)
+        if device.type == "cuda" and self.world > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        seed_everything(cfg.seed)
+        self.bare = self.model.to(device)
+        model = self.bare
+        if self.world > 1:
+            model = nn.parallel.DistributedDataParallel(
+                self.bare, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = torch.optim.AdamW(self.bare.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                           weight_decay=cfg.weight_decay)
+        spe = self._steps_per_epoch()
+        if spe == 0:
+            raise ValueError("the training set is empty (or smaller than one batch with drop_last)")
+        total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * spe)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda(total))
+        step = epoch = step_in_epoch = 0
+        best = None
+        metrics: dict = {}
+        last = self.out_dir / "last.pt"
+        if resume and last.exists():
+            ck = load_checkpoint(last, map_location=device)
+            self.bare.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.scheduler.load_state_dict(ck["scheduler"])
+            step, epoch, step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
+            best, metrics = ck["best_metric"], ck["metrics"]
+            self.history = list(ck["history"])
+            torch.set_rng_state(ck["rng"].cpu())
+            if torch.cuda.is_available() and ck["cuda_rng"]:
+                torch.cuda.set_rng_state_all([s.cpu() for s in ck["cuda_rng"]])
+            if self.is_main:  # the log restarts from what the checkpoint knew
+                with open(self.out_dir / "metrics.jsonl", "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in self.history)
+        elif self.is_main:
+            (self.out_dir / "metrics.jsonl").write_text("")
+        use_amp = cfg.amp and device.type == "cuda"
+        t0 = time.time()
+        self.bare.train()
+        running, running_n, extra_logs = 0.0, 0, {}
+
+        def checkpoint(is_best: bool = False):
+            if not self.is_main:
+                return
+            state = self._state(step, epoch, step_in_epoch, best, metrics)
+            save_checkpoint(state, last)
+            if is_best or self.evaluate_fn is None:
+                save_checkpoint(state, self.out_dir / "best.pt")
+
+        def run_eval():
+            nonlocal best, metrics
+            m = self._evaluate()
+            if not m:
+                return False
+            metrics = m
+            self._log({"step": step, "epoch": epoch, **{f"val_{k}": v for k, v in m.items()}})
+            if cfg.metric not in m:
+                raise KeyError(f"evaluate() returned {sorted(m)}, not the selection metric {cfg.metric!r}")
+            if self._better(m[cfg.metric], best):
+                best = m[cfg.metric]
+                return True
+            return False
+
+        def done() -> bool:
+            return (epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
+                    or (stop_after is not None and step >= stop_after))
+
+        while not done():
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+            sampler = GlobalBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed, epoch, cfg.shuffle,
+                                         cfg.drop_last, self.rank, self.world, start=step_in_epoch)
+            # a private generator keeps DataLoader from drawing on the global RNG (exact resume)
+            loader = DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate_fn,
+                                num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+                                pin_memory=device.type == "cuda")
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and self.is_main),
+                       leave=False, dynamic_ncols=True)
+            for batch in bar:
+                batch = to_device(batch, device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    out = self.loss_fn(model, batch)
+                loss, logs = (out if isinstance(out, tuple) else (out, {}))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    gnorm = nn.utils.clip_grad_norm_(self.bare.parameters(), cfg.grad_clip)
+                    logs = {**logs, "grad_norm": float(gnorm)}
+                self.optimizer.step()
+                self.scheduler.step()
+                step += 1
+                step_in_epoch += 1
+                running += float(loss.detach())
+                running_n += 1
+                for k, v in logs.items():
+                    extra_logs[k] = extra_logs.get(k, 0.0) + float(v)
+                if step % cfg.log_every == 0 or step_in_epoch == spe:
+                    row = {"step": step, "epoch": epoch, "train_loss": running / running_n,
+                           "lr": self.scheduler.get_last_lr()[0], "time": round(time.time() - t0, 3)}
+                    row.update({k: v / running_n for k, v in extra_logs.items()})
+                    self._log(row)
+                    bar.set_postfix(loss=f"{running / running_n:.4f}")
+                    running, running_n, extra_logs = 0.0, 0, {}
+                is_best = bool(cfg.eval_every and step % cfg.eval_every == 0 and run_eval())
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or is_best:
+                    checkpoint(is_best)
+                if done():
+                    break
+            bar.close()
+            if step_in_epoch >= spe:  # the epoch is complete
+                epoch += 1
+                step_in_epoch = 0
+                checkpoint(bool(not cfg.eval_every and run_eval()))
+            else:  # interrupted (stop_after / max_steps) inside an epoch
+                checkpoint(False)
+        interrupted = stop_after is not None and step >= stop_after and not (
+            epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps))
+        if self.evaluate_fn is not None and not metrics and not interrupted:
+            checkpoint(run_eval())
+        if self.is_main:
+            self._plot()
+        seconds = time.time() - t0
+        if dist.is_initialized():
+            dist.barrier()
+        return {"step": step, "epoch": epoch, "best_metric": best, "metrics": metrics,
+                "seconds": seconds, "out_dir": str(self.out_dir)}
+
+    def _plot(self) -> None:
+        tr = [(r["step"], r["train_loss"]) for r in self.history if "train_loss" in r]
+        curves = {"train loss": ([s for s, _ in tr], [v for _, v in tr])}
+        va = [(r["step"], r["val_loss"]) for r in self.history if "val_loss" in r]
+        if va:
+            curves["validation loss"] = ([s for s, _ in va], [v for _, v in va])
+        plot_curves(curves, self.out_dir / "loss.png", title=self.out_dir.name)
+
+
+def load_for_inference(path: str | Path, build: Callable[[dict], nn.Module], map_location="cpu"):
+    """Read a checkpoint and rebuild its model: ``build(extra) -> module``; returns (model, extra)."""
+    ck = load_checkpoint(path, map_location=map_location)
+    model = build(ck["extra"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, ck["extra"]
+
+
+__all__ = ["TrainConfig", "Trainer", "GlobalBatchSampler", "seed_everything", "to_device", "resolve_device",
+           "load_for_inference"]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lstm-media uses (TTS engines, codecs, ABC converter) when they are missing.
+# Each entry is "command:package".
+set -u
+need=()
+for pair in espeak-ng:espeak-ng flite:flite ffmpeg:ffmpeg sox:sox abc2midi:abcmidi; do
+  cmd=${pair%%:*}; pkg=${pair##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${need[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: apt-get not found; install these packages by hand: ${need[*]}" >&2; exit 1
+fi
+$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null \
+  || { echo "error: could not install ${need[*]} with apt-get (run as root or install them by hand)" >&2; exit 1; }
