@@ -103,8 +103,10 @@ class _Recurrent(nn.Module):
         dropout: float = 0.0,
         backend: str = "auto",
         stateful: bool = False,
+        forget_bias: float | None = None,
     ):
         super().__init__()
+        self.forget_bias = forget_bias
         if merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         if backend not in BACKENDS:
@@ -156,6 +158,14 @@ class _Recurrent(nn.Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+        if self._mode == "lstm" and self.forget_bias is not None:
+            H = self.hidden_size
+            with torch.no_grad():  # Keras' unit_forget_bias: the cell remembers by default at the start
+                for name, p in self.named_parameters():
+                    if name.startswith("bias_ih"):
+                        p[H:2 * H].fill_(self.forget_bias)
+                    elif name.startswith("bias_hh"):
+                        p[H:2 * H].zero_()
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
@@ -227,8 +237,14 @@ class _Recurrent(nn.Module):
         packed = None
         if lengths is not None:
             lengths = lengths.to("cpu", torch.long)
+            if lengths.shape != (B,) or bool((lengths < 1).any()) or bool((lengths > T).any()):
+                raise ValueError(f"lengths must be (B,) = ({B},) values in [1, {T}], got {lengths.tolist()}")
             if bool((lengths == T).all()):
                 lengths = None
+            elif x.device.type == "cpu":
+                # oneDNN has no packed-sequence kernel: PyTorch's CPU fallback for PackedSequence is
+                # ~9x slower than a padded batch, so run equal-length segments instead.
+                return self._segmented(x, lengths, state)
             else:
                 packed = lambda t: pack_padded_sequence(t, lengths, batch_first=True, enforce_sorted=False)  # noqa: E731
         if len(self._engines) == 1:
@@ -261,6 +277,56 @@ class _Recurrent(nn.Module):
         if self.bidirectional and self.merge != "concat" and len(self._engines) == 1:
             out = merge_directions(out[..., : self.hidden_size], out[..., self.hidden_size:], self.merge)
         return out, st
+
+    def _segmented(self, x, lengths, state):
+        """Variable lengths through the fused kernels without packing: each layer and direction runs
+        over the steps where the set of unfinished sequences stays the same, state carried across."""
+        B, T, _ = x.shape
+        is_lstm = self._mode == "lstm"
+        h0_all, c0_all = (state if is_lstm else (state, None))
+        bounds = sorted(set(lengths.tolist()))
+        hs, cs = [], []
+        inp = x
+        for k in range(self.num_layers):
+            dir_outs = []
+            for d in range(self.num_directions):
+                idx = k * self.num_directions + d
+                seq = inp if d == 0 else reverse_padded(inp, lengths)
+                weights = [self._p(n, k, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                h = h0_all[idx]
+                c = c0_all[idx] if is_lstm else None
+                pieces, start = [], 0
+                for stop in bounds:
+                    alive = (lengths > start).nonzero().squeeze(1).to(x.device)
+                    everyone = len(alive) == B
+                    seg = seq[:, start:stop] if everyone else seq[alive, start:stop]
+                    hx = h.unsqueeze(0) if everyone else h[alive].unsqueeze(0)
+                    if is_lstm:
+                        cx = c.unsqueeze(0) if everyone else c[alive].unsqueeze(0)
+                        o, hn, cn = torch._VF.lstm(seg, (hx, cx), weights, True, 1, 0.0, self.training, False, True)
+                    else:
+                        o, hn = torch._VF.rnn_tanh(seg, hx, weights, True, 1, 0.0, self.training, False, True)
+                    if everyone:
+                        pieces.append(o)
+                        h = hn[0]
+                        c = cn[0] if is_lstm else None
+                    else:
+                        pieces.append(o.new_zeros(B, stop - start, self.hidden_size).index_copy(0, alive, o))
+                        h = h.index_copy(0, alive, hn[0])
+                        c = c.index_copy(0, alive, cn[0]) if is_lstm else None
+                    start = stop
+                if start < T:
+                    pieces.append(x.new_zeros(B, T - start, self.hidden_size))
+                out = torch.cat(pieces, dim=1)
+                dir_outs.append(out if d == 0 else reverse_padded(out, lengths))
+                hs.append(h)
+                if is_lstm:
+                    cs.append(c)
+            inp = dir_outs[0] if self.num_directions == 1 else merge_directions(*dir_outs, self.merge)
+            if self.training and self.dropout > 0 and k < self.num_layers - 1:
+                inp = nn.functional.dropout(inp, self.dropout, True)
+        new_state = (torch.stack(hs), torch.stack(cs)) if is_lstm else torch.stack(hs)
+        return inp, new_state
 
     # --- reference (gate level) --------------------------------------------------------
     def _reference(self, x, lengths, state, trace: bool):
@@ -343,6 +409,8 @@ class LSTM(_Recurrent):
         backend: "auto" (nn.LSTM: cuDNN/oneDNN) or "reference" (gate-level Python).
         stateful: carry the final state into the next call (Keras ``stateful=True``);
             ``reset_states()`` starts over.
+        forget_bias: initialise the forget-gate bias to this value (Keras ``unit_forget_bias``
+            is 1.0); None: nn.LSTM's uniform initialisation.  Only the start of training differs.
     """
 
     _mode = "lstm"

@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     metric: str = "loss"  # key of evaluate()'s dict that selects best.pt
     mode: str = "min"  # "min" or "max" for that metric
+    target: float | None = None  # stop early once the metric reaches this value
     eval_every: int = 0  # steps between evaluations; 0: at each epoch end
     checkpoint_every: int = 0  # steps between last.pt writes; 0: at each epoch end
     log_every: int = 10
@@ -291,9 +292,14 @@ class Trainer:
                 return True
             return False
 
+        def reached() -> bool:
+            if cfg.target is None or best is None:
+                return False
+            return best <= cfg.target if cfg.mode == "min" else best >= cfg.target
+
         def done() -> bool:
             return (epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
-                    or (stop_after is not None and step >= stop_after))
+                    or (stop_after is not None and step >= stop_after) or reached())
 
         while not done():
             if hasattr(self.train_set, "set_epoch"):
@@ -344,7 +350,7 @@ class Trainer:
             else:  # interrupted (stop_after / max_steps) inside an epoch
                 checkpoint(False)
         interrupted = stop_after is not None and step >= stop_after and not (
-            epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps))
+            epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps) or reached())
         if self.evaluate_fn is not None and not metrics and not interrupted:
             checkpoint(run_eval())
         if self.is_main:
@@ -353,7 +359,7 @@ class Trainer:
         if dist.is_initialized():
             dist.barrier()
         return {"step": step, "epoch": epoch, "best_metric": best, "metrics": metrics,
-                "seconds": seconds, "out_dir": str(self.out_dir)}
+                "seconds": seconds, "out_dir": str(self.out_dir), "reached_target": reached()}
 
     def _plot(self) -> None:
         tr = [(r["step"], r["train_loss"]) for r in self.history if "train_loss" in r]

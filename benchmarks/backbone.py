@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Forward+backward time of the backbone, side by side in one run: raw nn.LSTM, lstm.LSTM (auto),
+lstm.LSTM (reference, gate-level Python) and ConvLSTM, on the three pipelines' shapes.
+
+    python benchmarks/backbone.py                 # CPU (batch scaled by --cpu-batch-scale), CUDA too if present
+    python benchmarks/backbone.py --device cuda
+
+Writes benchmarks/results/backbone-<device>.json and prints ratios against raw nn.LSTM.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import lstm
+
+# name: (batch, steps, input, hidden, layers) as given in the foundation issue
+SHAPES = {"kws": (256, 101, 40, 256, 2), "video": (64, 16, 512, 512, 1), "music": (64, 256, 256, 512, 3)}
+# ConvLSTM on a video-like clip: (batch, steps, channels, height, width, hidden channels)
+CONV_SHAPE = (8, 16, 3, 32, 32, 32)
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    d = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+         "python": platform.python_version(), "load_avg_1min": os.getloadavg()[0]}
+    if device.type == "cuda":
+        d["gpu"] = torch.cuda.get_device_name(device)
+        d["cudnn"] = torch.backends.cudnn.version()
+    return d
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fwd_bwd(module: nn.Module, x: torch.Tensor, device, repeats: int, warmup: int = 1) -> float:
+    """Median milliseconds of one forward + backward."""
+    times = []
+    for i in range(warmup + repeats):
+        module.zero_grad(set_to_none=True)
+        sync(device)
+        t0 = time.perf_counter()
+        out = module(x)[0]
+        out = out[-1] if isinstance(out, list) else out
+        out.float().square().mean().backward()
+        sync(device)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def interleaved(models: dict[str, nn.Module], x, device, repeats: int) -> dict[str, float]:
+    """Alternate the models round by round so that a noisy machine hits them alike."""
+    for m in models.values():
+        time_fwd_bwd(m, x, device, 0, warmup=1)
+    samples = {k: [] for k in models}
+    for _ in range(repeats):
+        for k, m in models.items():
+            samples[k].append(time_fwd_bwd(m, x, device, 1, warmup=0))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def bench_device(device: torch.device, batch_scale: float, repeats: int, ref_repeats: int) -> dict:
+    results = {}
+    for name, (B, T, D, H, L) in SHAPES.items():
+        B = max(1, int(round(B * batch_scale)))
+        torch.manual_seed(0)
+        raw = nn.LSTM(D, H, L, batch_first=True).to(device)
+        auto = lstm.LSTM(D, H, L).to(device)
+        ref = lstm.LSTM(D, H, L, backend="reference").to(device)
+        auto.load_state_dict(raw.state_dict())
+        ref.load_state_dict(raw.state_dict())
+        x = torch.randn(B, T, D, device=device)
+        fast = interleaved({"nn.LSTM": raw, "lstm.LSTM(auto)": auto}, x, device, repeats)
+        ms_ref = time_fwd_bwd(ref, x, device, ref_repeats)
+        row = {"shape": {"batch": B, "steps": T, "input": D, "hidden": H, "layers": L},
+               "ms": {**fast, "lstm.LSTM(reference)": ms_ref}}
+        base = fast["nn.LSTM"]
+        row["ratio_vs_nn_lstm"] = {k: v / base for k, v in row["ms"].items()}
+        results[name] = row
+        print(f"[{device.type}] {name:6s} B={B:<4d} T={T:<4d} D={D:<4d} H={H:<4d} L={L}:  "
+              + "  ".join(f"{k} {v:8.2f} ms ({row['ratio_vs_nn_lstm'][k]:.3f}x)" for k, v in row["ms"].items()),
+              flush=True)
+    B, T, C, Hh, W, Ch = CONV_SHAPE
+    B = max(1, int(round(B * batch_scale * 4))) if device.type == "cpu" else B * 8
+    conv = lstm.ConvLSTM(C, Ch, 3).to(device)
+    x = torch.randn(B, T, C, Hh, W, device=device)
+    ms = time_fwd_bwd(conv, x, device, repeats)
+    results["convlstm"] = {"shape": {"batch": B, "steps": T, "channels": C, "height": Hh, "width": W,
+                                     "hidden_channels": Ch, "kernel": 3}, "ms": {"ConvLSTM": ms}}
+    print(f"[{device.type}] convlstm B={B} T={T} {C}x{Hh}x{W} -> {Ch} ch: ConvLSTM {ms:.2f} ms", flush=True)
+    return results
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    p.add_argument("--cpu-batch-scale", type=float, default=1 / 8, help="batch multiplier on CPU (default 1/8)")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--ref-repeats", type=int, default=2, help="repeats of the slow reference backend")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = []
+    if args.device in ("cpu", "all"):
+        devices.append(torch.device("cpu"))
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    elif args.device == "cuda":
+        raise SystemExit("no CUDA device available")
+    for dev in devices:
+        scale = args.cpu_batch_scale if dev.type == "cpu" else 1.0
+        res = {"device": dev.type, "machine": machine(dev), "batch_scale": scale,
+               "what": "median ms of forward+backward (loss = mean of squared outputs)",
+               "results": bench_device(dev, scale, args.repeats, args.ref_repeats)}
+        out = Path(args.out) / f"backbone-{dev.type}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
