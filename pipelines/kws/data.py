@@ -1,0 +1,272 @@
+"""Speech Commands-layout reader, the 12-class task, and seeded waveform-level augmentation.
+
+A dataset folder holds one sub-folder per word of 1 s clips, optional ``validation_list.txt`` /
+``testing_list.txt`` (paths relative to the root), and ``_background_noise_/`` noise files.  This
+reads Google's Speech Commands v1/v2 as well as what :mod:`pipelines.kws.synth` writes.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from encoders.audio import AugmentConfig, mix_noise, sample_spec_masks, time_shift
+from encoders.io import DecodeError, SkipCounter
+from encoders.io.audio import load_audio
+
+from .synth import which_set
+
+SR = 16000
+CLIP = SR  # samples in one clip
+PREFIX = SR // 2  # context (samples) that may precede a training clip, so the model learns to stream
+SILENCE, UNKNOWN = "_silence_", "_unknown_"
+BACKGROUND = "_background_noise_"
+AUDIO_EXT = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+PRESETS = {
+    "default": ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"],
+    "digits": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+}
+
+
+def make_labels(words: list[str]) -> list[str]:
+    """Class list: ``_silence_``, ``_unknown_``, then the words (TensorFlow's order)."""
+    if len(set(words)) != len(words) or not words:
+        raise ValueError(f"words must be a non-empty list without repeats, got {words}")
+    return [SILENCE, UNKNOWN, *words]
+
+
+@dataclass
+class Item:
+    path: Path
+    word: str  # the folder name
+    split: str  # "training", "validation" or "testing"
+
+
+@dataclass
+class DatasetIndex:
+    root: Path
+    items: list[Item]
+    noise_files: list[Path] = field(default_factory=list)
+    has_lists: bool = False
+
+    def split(self, name: str) -> list[Item]:
+        return [it for it in self.items if it.split == name]
+
+
+def scan_dataset(root: str | Path, validation_percentage: float = 10.0, testing_percentage: float = 10.0
+                 ) -> DatasetIndex:
+    """Index a Speech Commands-layout folder.  With the list files the split follows them; without,
+    every clip is split by Speech Commands' speaker-hash rule (all files are still listed)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such dataset folder")
+    val, test = root / "validation_list.txt", root / "testing_list.txt"
+    has_lists = val.is_file() or test.is_file()
+    listed = {}
+    for name, f in (("validation", val), ("testing", test)):
+        if f.is_file():
+            for line in f.read_text().splitlines():
+                if line.strip():
+                    listed[line.strip().replace("\\", "/")] = name
+    items = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() not in AUDIO_EXT or not f.is_file():
+                continue
+            rel = f"{d.name}/{f.name}"
+            split = (listed.get(rel, "training") if has_lists
+                     else which_set(rel, validation_percentage, testing_percentage))
+            items.append(Item(f, d.name, split))
+    noise_dir = root / BACKGROUND
+    noise = sorted(p for p in noise_dir.iterdir() if p.suffix.lower() in AUDIO_EXT) if noise_dir.is_dir() else []
+    return DatasetIndex(root, items, noise, has_lists)
+
+
+def noise_bank(root_or_files, skipped: SkipCounter | None = None) -> list[np.ndarray]:
+    """Decode every background-noise file (silent ones allowed); bad files are skipped and counted."""
+    files = root_or_files
+    if isinstance(root_or_files, (str, Path)):
+        files = scan_dataset(root_or_files).noise_files
+    bank = []
+    for f in files:
+        try:
+            w = load_audio(f, sr=SR, allow_silent=True)
+        except DecodeError as e:
+            print(str(e), file=sys.stderr)
+            if skipped is not None:
+                skipped.add(e)
+            continue
+        if len(w) >= CLIP:
+            bank.append(w)
+    return bank
+
+
+def load_clips(items: list[Item], skipped: SkipCounter, progress: bool = True) -> tuple[torch.Tensor, list[Item]]:
+    """Decode clips to a (N, 16000) float tensor; undecodable files: one line on stderr, skipped, counted."""
+    waves, kept = [], []
+    for it in tqdm(items, desc="decode", disable=not progress, leave=False):
+        try:
+            waves.append(torch.from_numpy(load_audio(it.path, sr=SR, length=CLIP)))
+            kept.append(it)
+        except DecodeError as e:
+            print(str(e), file=sys.stderr)
+            skipped.add(e)
+    if not waves:
+        return torch.zeros(0, CLIP), kept
+    return torch.stack(waves), kept
+
+
+def label_of(word: str, labels: list[str]) -> int:
+    return labels.index(word) if word in labels and word not in (SILENCE, UNKNOWN) else labels.index(UNKNOWN)
+
+
+@dataclass
+class TaskSplit:
+    """One split of the classification task, decoded: clips, labels, and how many silences to add."""
+
+    waves: torch.Tensor  # (N, 16000) keyword + unknown clips
+    labels: torch.Tensor  # (N,)
+    is_unknown: torch.Tensor  # (N,) bool
+    n_silence: int
+    n_unknown: int  # unknowns to use (a subset of the pool, as in TensorFlow's setup)
+
+
+def build_split(index: DatasetIndex, split: str | None, labels: list[str], skipped: SkipCounter,
+                silence_percentage: float = 10.0, unknown_percentage: float = 10.0,
+                progress: bool = True) -> TaskSplit:
+    """Decode one split (``None``: every file).  Silence and unknown counts are percentages of the
+    keyword count, as in TensorFlow's speech_commands example."""
+    items = index.items if split is None else index.split(split)
+    waves, kept = load_clips(items, skipped, progress)
+    y = torch.tensor([label_of(it.word, labels) for it in kept], dtype=torch.long)
+    unk = y == labels.index(UNKNOWN)
+    n_kw = int((~unk).sum())
+    return TaskSplit(waves, y, unk, n_silence=int(math.ceil(n_kw * silence_percentage / 100)),
+                     n_unknown=min(int(unk.sum()), int(math.ceil(n_kw * unknown_percentage / 100))))
+
+
+def silence_clip(rng: np.random.Generator, bank: list[np.ndarray], n: int = CLIP) -> np.ndarray:
+    """A noise-only clip at a random level (log-uniform RMS 1e-4..0.1); zeros without noise files."""
+    if not bank:
+        return np.zeros(n, np.float32)
+    src = bank[int(rng.integers(len(bank)))]
+    s = int(rng.integers(0, len(src) - n + 1))
+    seg = src[s: s + n]
+    level = 10 ** rng.uniform(-4, -1)
+    return (seg / max(float(np.sqrt(np.mean(seg ** 2))), 1e-8) * level).astype(np.float32)
+
+
+def noise_segment(rng: np.random.Generator, bank: list[np.ndarray], n: int) -> np.ndarray:
+    src = bank[int(rng.integers(len(bank)))]
+    if len(src) < n:
+        src = np.tile(src, n // len(src) + 1)
+    s = int(rng.integers(0, len(src) - n + 1))
+    return src[s: s + n]
+
+
+def eval_set(split: TaskSplit, bank: list[np.ndarray], labels: list[str], seed: int = 1234,
+             subsample_unknown: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed evaluation clips: all keyword clips, a seeded subset of unknowns, seeded noise-only silences.
+    Returns ((M, 16000) waves, (M,) labels)."""
+    rng = np.random.default_rng(seed)
+    kw = torch.nonzero(~split.is_unknown).flatten()
+    unk = torch.nonzero(split.is_unknown).flatten()
+    if subsample_unknown and len(unk) > split.n_unknown:
+        unk = unk[torch.from_numpy(rng.permutation(len(unk))[: split.n_unknown])]
+    idx = torch.cat([kw, unk]).sort().values
+    waves, y = split.waves[idx], split.labels[idx]
+    n_sil = split.n_silence if bank else 0
+    if n_sil:
+        sil = torch.from_numpy(np.stack([silence_clip(rng, bank) for _ in range(n_sil)]))
+        waves = torch.cat([waves, sil])
+        y = torch.cat([y, torch.full((n_sil,), labels.index(SILENCE), dtype=torch.long)])
+    return waves, y
+
+
+class KWSTrainSet(Dataset):
+    """Training clips with seeded, per-epoch augmentation (seed, epoch, index -> the same draw).
+
+    Each item is ``(wave (PREFIX + CLIP,), label, time_masks (K,2), freq_masks (K,2), context)``: the
+    clip (gain, time shift) after a half-second context (silence, or the tail of another clip), with
+    background noise mixed over both at a random SNR; ``context`` is how much of that context this
+    item's batch keeps (:func:`collate`), so the LSTM learns to classify the last second of a stream
+    as well as a clip on its own.  Unknowns are redrawn from the whole pool every epoch.
+    """
+
+    def __init__(self, split: TaskSplit, bank: list[np.ndarray], labels: list[str],
+                 aug: AugmentConfig = AugmentConfig(), seed: int = 0, n_frames: int = 97, n_features: int = 40,
+                 context_prob: float = 0.5):
+        self.split, self.bank, self.labels, self.aug, self.seed = split, bank, labels, aug, seed
+        self.kw = torch.nonzero(~split.is_unknown).flatten().tolist()
+        self.unk = torch.nonzero(split.is_unknown).flatten().tolist()
+        self.n_unknown = split.n_unknown if self.unk else 0
+        self.n_silence = split.n_silence
+        self.n_frames, self.n_features, self.context_prob = n_frames, n_features, context_prob
+        self.silence = labels.index(SILENCE)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        g = np.random.default_rng([self.seed, epoch, 7919])
+        self.unk_order = g.permutation(len(self.unk)).tolist() if self.unk else []
+
+    def __len__(self) -> int:
+        return len(self.kw) + self.n_unknown + self.n_silence
+
+    def _clip(self, rng, i: int) -> np.ndarray:
+        w = self.split.waves[i].numpy()
+        return w * 10 ** (rng.uniform(*self.aug.gain_db) / 20)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        a = self.aug
+        if i < len(self.kw):
+            src = self.kw[i]
+        elif i < len(self.kw) + self.n_unknown:
+            src = self.unk[self.unk_order[i - len(self.kw)]]
+        else:
+            src = None
+        if src is None:
+            clip, label = np.zeros(CLIP, np.float32), self.silence
+        else:
+            clip, label = self._clip(rng, src), int(self.split.labels[src])
+            if a.shift_ms:
+                m = int(SR * a.shift_ms / 1000)
+                clip = time_shift(torch.from_numpy(clip), int(rng.integers(-m, m + 1))).numpy()
+        prefix = np.zeros(PREFIX, np.float32)
+        if rng.random() < self.context_prob:
+            pool = len(self.split.waves)
+            prefix = self._clip(rng, int(rng.integers(pool)))[-PREFIX:]
+        wave = np.concatenate([prefix, clip]).astype(np.float32)
+        if src is None:
+            if self.bank:
+                wave = wave + silence_clip(rng, self.bank, len(wave))
+        elif self.bank and rng.random() < a.noise_prob:
+            noise = noise_segment(rng, self.bank, len(wave))
+            snr = rng.uniform(*a.snr_db)
+            # the SNR is set against the clip, then the same noise runs through the context too
+            s = np.sqrt(np.mean(clip ** 2))
+            n = max(float(np.sqrt(np.mean(noise[-CLIP:] ** 2))), 1e-8)
+            wave = wave + noise * (s / (n * 10 ** (snr / 20)))
+        tm, fm = sample_spec_masks(rng, self.n_frames, self.n_features, a)
+        context = int(rng.choice([0, PREFIX // 2, PREFIX]))
+        return torch.from_numpy(wave.astype(np.float32)), label, tm, fm, context
+
+
+def collate(batch):
+    """Stack items, keeping the context length that the batch's first item drew (seeded)."""
+    keep = batch[0][4]
+    waves = torch.stack([b[0][PREFIX - keep:] for b in batch])
+    return (waves, torch.tensor([b[1] for b in batch]), torch.stack([b[2] for b in batch]),
+            torch.stack([b[3] for b in batch]))
+
+
+__all__ = ["scan_dataset", "DatasetIndex", "Item", "make_labels", "PRESETS", "SILENCE", "UNKNOWN", "noise_bank",
+           "load_clips", "build_split", "TaskSplit", "eval_set", "KWSTrainSet", "collate", "silence_clip",
+           "label_of", "mix_noise"]

@@ -1,0 +1,74 @@
+"""The keyword-spotting model: MFCC front end -> normalisation -> stacked ``lstm.LSTM`` -> linear head."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+import lstm
+from encoders.audio import FeatureConfig, FeatureExtractor, spec_augment
+from pipelines.registry import register_model
+
+
+@register_model("kws-lstm")
+class KWSLSTM(nn.Module):
+    """Waveform in, class logits out; the front end lives inside so a checkpoint is self-contained.
+
+    Args:
+        n_classes: number of labels (``_silence_``, ``_unknown_``, words...).
+        features: :class:`encoders.audio.FeatureConfig` as a dict (default 40 MFCC, 30 ms / 10 ms).
+        hidden_size, num_layers, dropout: the LSTM stack (dropout between layers).
+        bidirectional: a bidirectional stack pools over time and cannot stream; the default
+            unidirectional one classifies from its last frame and can run frame by frame.
+        backend: ``lstm.LSTM`` backend ("auto": nn.LSTM/oneDNN; "reference": gate-level).
+    """
+
+    def __init__(self, n_classes: int, features: dict | None = None, hidden_size: int = 128, num_layers: int = 2,
+                 bidirectional: bool = False, dropout: float = 0.1, backend: str = "auto"):
+        super().__init__()
+        self.feature_config = FeatureConfig.from_dict(features or {})
+        self.front = FeatureExtractor(self.feature_config)
+        d = self.feature_config.n_features
+        # per-coefficient statistics of the training data (not per clip), saved with the weights
+        self.register_buffer("feat_mean", torch.zeros(d))
+        self.register_buffer("feat_std", torch.ones(d))
+        self.lstm = lstm.LSTM(d, hidden_size, num_layers, bidirectional=bidirectional, dropout=dropout,
+                              backend=backend)
+        self.head = nn.Linear(self.lstm.output_size, n_classes)
+        self.bidirectional = bidirectional
+
+    def set_normalisation(self, mean: Tensor, std: Tensor) -> None:
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std.clamp_min(1e-3))
+
+    def normalise(self, feats: Tensor) -> Tensor:
+        return (feats - self.feat_mean) / self.feat_std
+
+    def encode(self, wave: Tensor) -> Tensor:
+        """(B, N) audio -> (B, T, D) normalised features."""
+        return self.normalise(self.front(wave))
+
+    def frame_logits(self, feats: Tensor, state=None):
+        """Per-frame logits from normalised features: (B, T, D) -> ((B, T, C), state).  With the
+        returned state, consecutive chunks give exactly the logits of the whole sequence."""
+        out, state = self.lstm(feats, state=state)
+        return self.head(out), state
+
+    def forward(self, wave: Tensor, time_masks: Tensor | None = None, freq_masks: Tensor | None = None) -> Tensor:
+        """(B, N) audio -> (B, C) logits for the last second (the last frame, or the mean over time when
+        bidirectional).  SpecAugment masks (see :func:`encoders.audio.spec_augment`) apply in training."""
+        feats = self.encode(wave)
+        if self.training and time_masks is not None:
+            feats = spec_augment(feats, time_masks, freq_masks)
+        out, _ = self.lstm(feats)
+        pooled = out.mean(1) if self.bidirectional else out[:, -1]
+        return self.head(pooled)
+
+
+def build_from_extra(extra: dict) -> KWSLSTM:
+    """Rebuild the model a checkpoint describes (``extra["model"]``, ``extra["model_kwargs"]``)."""
+    from pipelines.registry import get_model
+
+    return get_model(extra["model"], **extra["model_kwargs"])
+
+
+__all__ = ["KWSLSTM", "build_from_extra"]

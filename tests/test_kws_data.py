@@ -1,0 +1,105 @@
+"""Dataset layout reader, task labels, and seeded augmentation."""
+import numpy as np
+import pytest
+import torch
+
+from encoders.audio import AugmentConfig
+from encoders.io import SkipCounter
+from encoders.io.audio import write_wav
+from pipelines.kws.data import (CLIP, PREFIX, KWSTrainSet, build_split, collate, eval_set, label_of, make_labels,
+                                noise_bank, scan_dataset)
+from pipelines.kws.synth import trim_and_centre, which_set
+
+
+def tone(f, n=16000, amp=0.3):
+    return (amp * np.sin(2 * np.pi * f * np.arange(n) / 16000)).astype(np.float32)
+
+
+@pytest.fixture
+def layout(tmp_path):
+    root = tmp_path / "sc"
+    for w, f in (("yes", 300), ("no", 500), ("cat", 700), ("dog", 900)):
+        for spk in ("aaa", "bbb", "ccc"):
+            write_wav(root / w / f"{spk}_nohash_0.wav", tone(f))
+    write_wav(root / "_background_noise_" / "white.wav", np.random.default_rng(0).standard_normal(40000) * 0.1)
+    (root / "validation_list.txt").write_text("yes/bbb_nohash_0.wav\nno/bbb_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("yes/ccc_nohash_0.wav\ncat/ccc_nohash_0.wav\n")
+    (root / "README.txt").write_text("not audio, not a folder: ignored")
+    return root
+
+
+def test_reader_follows_lists(layout):
+    idx = scan_dataset(layout)
+    assert idx.has_lists and len(idx.items) == 12 and len(idx.noise_files) == 1
+    split = {(it.word, it.path.name): it.split for it in idx.items}
+    assert split[("yes", "bbb_nohash_0.wav")] == "validation"
+    assert split[("cat", "ccc_nohash_0.wav")] == "testing"
+    assert split[("dog", "ccc_nohash_0.wav")] == "training"  # not listed -> training
+    assert all(it.word != "_background_noise_" for it in idx.items)
+
+
+def test_reader_without_lists_splits_by_speaker(layout):
+    (layout / "validation_list.txt").unlink()
+    (layout / "testing_list.txt").unlink()
+    idx = scan_dataset(layout)
+    assert not idx.has_lists
+    for spk in ("aaa", "bbb", "ccc"):  # a speaker's clips all land in one split
+        assert len({it.split for it in idx.items if it.path.name.startswith(spk)}) == 1
+    assert which_set("yes/x_nohash_0.wav", 10, 10) == which_set("no/x_nohash_5.wav", 10, 10)
+
+
+def test_labels_and_unknown_mapping():
+    labels = make_labels(["yes", "no"])
+    assert labels == ["_silence_", "_unknown_", "yes", "no"]
+    assert label_of("no", labels) == 3 and label_of("cat", labels) == 1
+    with pytest.raises(ValueError):
+        make_labels(["yes", "yes"])
+
+
+def test_build_split_counts_and_eval_set(layout):
+    labels = make_labels(["yes", "no"])
+    idx = scan_dataset(layout)
+    sk = SkipCounter()
+    tr = build_split(idx, "training", labels, sk, progress=False)
+    # training: the 12 clips less the 4 listed; cat and dog are unknown words
+    assert len(tr.waves) == 8 and int(tr.is_unknown.sum()) == 5 and len(sk) == 0
+    assert tr.n_silence == 1 and tr.n_unknown == 1  # ceil(10 % of 3 keywords)
+    w, y = eval_set(tr, noise_bank(layout), labels, seed=0)
+    assert len(y) == 3 + 1 + 1 and (y == 0).sum() == 1 and (y == 1).sum() == 1
+    w2, y2 = eval_set(tr, noise_bank(layout), labels, seed=0)
+    assert torch.equal(w, w2) and torch.equal(y, y2)
+
+
+def test_augmentation_is_seeded_and_optional(layout):
+    labels = make_labels(["yes", "no"])
+    idx = scan_dataset(layout)
+    tr = build_split(idx, "training", labels, SkipCounter(), progress=False)
+    bank = noise_bank(layout)
+    ds = KWSTrainSet(tr, bank, labels, AugmentConfig(), seed=3)
+    a = [ds[i] for i in range(len(ds))]
+    b = [ds[i] for i in range(len(ds))]
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[2], y[2]) for x, y in zip(a, b))
+    ds.set_epoch(1)
+    c = [ds[i] for i in range(len(ds))]
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
+    other_seed = KWSTrainSet(tr, bank, labels, AugmentConfig(), seed=4)
+    assert not torch.equal(other_seed[0][0], a[0][0])
+    # all augmentation off: the last second is the clip itself
+    clean = KWSTrainSet(tr, [], labels, AugmentConfig.off(), seed=3)
+    for i in range(len(clean.kw)):
+        wave, label, tm, fm, _ = clean[i]
+        assert wave.shape == (PREFIX + CLIP,)
+        assert torch.equal(wave[-CLIP:], tr.waves[clean.kw[i]]) and label == int(tr.labels[clean.kw[i]])
+        assert (tm[:, 1] == 0).all() and (fm[:, 1] == 0).all()
+    silence = clean[len(clean) - 1]
+    assert silence[1] == 0
+    batch = collate([a[0], a[1]])
+    assert batch[0].shape[1] == CLIP + a[0][4] and batch[1].shape == (2,)
+
+
+def test_trim_and_centre():
+    x = np.zeros(20000, np.float32)
+    x[1000:5000] = 0.5
+    y = trim_and_centre(x)
+    nz = np.flatnonzero(y)
+    assert len(y) == 16000 and abs((nz[0] + nz[-1]) / 2 - 8000) < 5

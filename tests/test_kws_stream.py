@@ -1,0 +1,97 @@
+"""Model and streaming: streamed == whole-clip logits, detection logic, registry/checkpoint round trip."""
+import numpy as np
+import pytest
+import torch
+
+from pipelines.kws.data import make_labels
+from pipelines.kws.model import KWSLSTM, build_from_extra
+from pipelines.kws.stream import DetectConfig, StreamingDetector, detect, score_detections, stream_logits
+from pipelines.registry import get_model
+
+
+def model(seed=0, **kw):
+    torch.manual_seed(seed)
+    m = get_model("kws-lstm", n_classes=5, hidden_size=24, num_layers=2, **kw).eval()
+    m.set_normalisation(torch.randn(40) * 10, torch.rand(40) * 5 + 1)
+    return m
+
+
+def wave(seed=0, n=16000):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, generator=g) * 0.1
+
+
+@pytest.mark.parametrize("block", [160, 1234, 8000])
+def test_streamed_equals_whole_clip_logits(block):
+    m, w = model(), wave()
+    with torch.no_grad():
+        whole, _ = m.frame_logits(m.encode(w[None]))
+        clip = m(w[None])
+    streamed = stream_logits(m, w, block)
+    assert streamed.shape == whole[0].shape == (97, 5)
+    torch.testing.assert_close(streamed, whole[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(streamed[-1], clip[0], atol=1e-4, rtol=1e-4)
+
+
+def test_reference_backend_streams_identically():
+    m = model(backend="reference")
+    w = wave(1, 6000)
+    with torch.no_grad():
+        whole, _ = m.frame_logits(m.encode(w[None]))
+    torch.testing.assert_close(stream_logits(m, w, 999), whole[0], atol=1e-4, rtol=1e-4)
+
+
+def test_bidirectional_pools_and_refuses_to_stream():
+    m = model(bidirectional=True)
+    assert m(wave()[None].repeat(3, 1)).shape == (3, 5)
+    with pytest.raises(ValueError):
+        StreamingDetector(m, make_labels(["a", "b", "c"]))
+
+
+def test_detection_threshold_and_suppression():
+    labels = make_labels(["yes", "no", "up"])
+    m = model()
+    with torch.no_grad():  # a rigged head: always "no" (index 3) with p ~ 0.99
+        m.head.weight.zero_()
+        m.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 7.0, 0.0]))
+    res = detect(m, labels, np.zeros(5 * 16000, np.float32), DetectConfig(block_ms=70, average_ms=200,
+                                                                          threshold=0.9, suppression_ms=1500))
+    times = [t for t, w, s in res["detections"]]
+    assert [w for _, w, _ in res["detections"]] == ["no"] * len(times) and len(times) == 4
+    assert np.allclose(np.diff(times), 1.5, atol=0.011)  # one per suppression period
+    assert res["detections"][0][2] > 0.9 and res["rtf"] > 0
+    # silence/unknown never fire, however confident
+    with torch.no_grad():
+        m.head.bias.copy_(torch.tensor([9.0, 0.0, 0.0, 0.0, 0.0]))
+    assert detect(m, labels, np.zeros(3 * 16000, np.float32))["detections"] == []
+
+
+def test_block_size_does_not_change_detections():
+    labels = make_labels(["yes", "no", "up"])
+    m = model(3)
+    with torch.no_grad():
+        m.head.bias.add_(torch.tensor([0.0, 0.0, 2.0, 0.0, 0.0]))
+    w = (wave(4, 48000) * torch.linspace(0, 3, 48000)).numpy()
+    a = detect(m, labels, w, DetectConfig(block_ms=10, threshold=0.3))["detections"]
+    b = detect(m, labels, w, DetectConfig(block_ms=330, threshold=0.3))["detections"]
+    assert len(a) > 0 and [x[:2] for x in a] == [x[:2] for x in b]
+
+
+def test_score_detections():
+    truth = [{"word": "yes", "time_s": 2.0, "keyword": True}, {"word": "no", "time_s": 5.0, "keyword": True},
+             {"word": "cat", "time_s": 8.0, "keyword": False}]
+    dets = [(2.4, "yes", 0.9), (5.3, "up", 0.8), (8.4, "no", 0.7), (2.9, "yes", 0.8)]
+    s = score_detections(dets, truth)
+    assert (s["keywords"], s["hits"], s["misses"], s["false_alarms"]) == (2, 1, 1, 3)
+
+
+def test_registry_and_rebuild_from_extra():
+    m = model()
+    extra = {"model": "kws-lstm", "model_kwargs": {"n_classes": 5, "hidden_size": 24, "num_layers": 2}}
+    m2 = build_from_extra(extra)
+    assert isinstance(m2, KWSLSTM)
+    m2.load_state_dict(m.state_dict())  # normalisation statistics travel as buffers
+    m2.eval()
+    w = wave(2)[None]
+    torch.testing.assert_close(m2(w), m(w))
+    assert torch.equal(m2.feat_mean, m.feat_mean)
