@@ -1,0 +1,297 @@
+"""Data set readers for UCF101-style folders: ``<class>/<clip>.<ext>``, split lists, ``captions.csv``.
+
+Split lists: ``<split>.txt`` (ours), ``<split>list01.txt`` or ``ucfTrainTestlist/<split>list01.txt``
+(UCF101); one clip path relative to the root per line, optionally followed by a label number, which
+is ignored (the label is the clip's folder).  Classes: ``classes.txt`` / ``classInd.txt``
+(``<number> <name>`` or ``<name>`` per line), else the sorted folders that hold videos.
+Without split lists every clip is assigned to train/val/test (80/10/10) by a hash of its path.
+
+Clips are decoded once, sampled to T frames and cached as uint8 tensors in ``<root>/.cache/``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from encoders.io import DecodeError, SkipCounter
+from encoders.io.video import VIDEO_EXTENSIONS, list_videos
+from encoders.video import VideoFrontEndConfig, sample_clip, uint8_to_input
+
+SPLITS = ("train", "val", "test")
+
+
+def read_classes(root: str | Path) -> list[str]:
+    """Class names in label order."""
+    root = Path(root)
+    for name in ("classes.txt", "classInd.txt", "ucfTrainTestlist/classInd.txt"):
+        f = root / name
+        if f.is_file():
+            names = []
+            for line in f.read_text().splitlines():
+                parts = line.split()
+                if parts:
+                    names.append(parts[-1])
+            return names
+    return sorted({p.relative_to(root).parts[0] for p in list_videos(root) if len(p.relative_to(root).parts) > 1})
+
+
+def _split_file(root: Path, split: str) -> Path | None:
+    for name in (f"{split}.txt", f"{split}list01.txt", f"ucfTrainTestlist/{split}list01.txt"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def _hash_split(rel: str) -> str:
+    h = int(hashlib.md5(rel.encode()).hexdigest()[:8], 16) % 10
+    return "train" if h < 8 else ("val" if h == 8 else "test")
+
+
+def read_split(root: str | Path, split: str | None) -> list[str]:
+    """Clip paths (relative to ``root``, posix) of ``split`` ("train", "val", "test"; None: all clips)."""
+    root = Path(root)
+    if split is None:
+        return [p.relative_to(root).as_posix() for p in list_videos(root)]
+    f = _split_file(root, split)
+    if f is not None:
+        return [line.split()[0].replace("\\", "/") for line in f.read_text().splitlines() if line.strip()]
+    if split == "val" and _split_file(root, "train") is not None:
+        return []  # UCF101 has train/test lists only
+    if any(_split_file(root, s) for s in SPLITS):
+        return []
+    return [p.relative_to(root).as_posix() for p in list_videos(root) if _hash_split(p.relative_to(root).as_posix()) == split]
+
+
+def read_captions(path: str | Path) -> dict[str, list[str]]:
+    """``captions.csv`` (header ``path,caption``; several rows per clip allowed) -> {path: [captions]}."""
+    out: dict[str, list[str]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            p, c = (row.get("path") or "").strip().replace("\\", "/"), (row.get("caption") or "").strip()
+            if p and c:
+                out.setdefault(p, []).append(c)
+    return out
+
+
+def tokenize(caption: str) -> list[str]:
+    """Lower-case and split on anything that is not a letter, digit or apostrophe (no Java tokenizer)."""
+    import re
+
+    return re.findall(r"[a-z0-9']+", caption.lower())
+
+
+@dataclass
+class ClipSet:
+    """Decoded clips of one split: ``frames`` uint8 (N, T, H, W, 3), ``labels`` (N,) (-1 unknown), paths."""
+
+    root: str
+    paths: list[str]
+    frames: torch.Tensor
+    labels: torch.Tensor
+    captions: list[list[str]]
+    classes: list[str]
+    skipped: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def load_clipset(root: str | Path, split: str | None, cfg: VideoFrontEndConfig, classes: list[str] | None = None,
+                 cache: bool = True, progress: bool = True, limit: int | None = None) -> ClipSet:
+    """Decode (once; later calls read the cache) every clip of ``split`` with front end ``cfg``.
+
+    Undecodable files are reported on stderr (one line each), skipped and counted in ``skipped``.
+    """
+    root = Path(root)
+    classes = classes if classes is not None else read_classes(root)
+    index = {c: i for i, c in enumerate(classes)}
+    rels = read_split(root, split)
+    if limit is not None:
+        rels = rels[:limit]
+    caps_file = root / "captions.csv"
+    caps = read_captions(caps_file) if caps_file.is_file() else {}
+    key = hashlib.sha1(("\n".join(rels) + cfg.key()).encode()).hexdigest()[:12]
+    cache_file = root / ".cache" / f"{split or 'all'}-{key}.pt"
+    if cache and cache_file.is_file():
+        d = torch.load(cache_file, map_location="cpu", weights_only=True)
+        frames, kept, skipped = d["frames"], d["paths"], d["skipped"]
+    else:
+        skips = SkipCounter()
+        arrays, kept = [], []
+        for rel in tqdm(rels, desc=f"decode {split or 'all'}", disable=not progress, leave=False):
+            try:
+                arrays.append(sample_clip(root / rel, cfg))
+                kept.append(rel)
+            except DecodeError as e:
+                print(f"skip: {e}", file=sys.stderr)
+                skips.add(e)
+        T, (H, W) = cfg.num_frames, cfg.size
+        frames = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, T, H, W, 3, dtype=torch.uint8)
+        skipped = skips.errors
+        if cache:
+            try:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"frames": frames, "paths": kept, "skipped": skipped}, cache_file)
+            except OSError:  # a read-only data folder: just don't cache
+                pass
+    labels = torch.tensor([index.get(Path(p).parts[0], -1) if len(Path(p).parts) > 1 else -1 for p in kept],
+                          dtype=torch.long)
+    return ClipSet(str(root), kept, frames, labels, [caps.get(p, []) for p in kept], classes, list(skipped))
+
+
+# Label-preserving augmentations of the action vocabulary: a left-right flip swaps left and right;
+# playing a clip backwards swaps every action with its reverse.  Classes outside this vocabulary
+# (a user's own data) switch the augmentation off.
+_FLIP = {"move_left": "move_right", "move_right": "move_left"}
+_REVERSE = {"move_left": "move_right", "move_right": "move_left", "move_up": "move_down", "move_down": "move_up",
+            "grow": "shrink", "shrink": "grow"}
+_FLIP_WORDS = {"left": "right", "right": "left"}
+_REVERSE_WORDS = {"left": "right", "right": "left", "up": "down", "down": "up", "grows": "shrinks", "shrinks": "grows"}
+
+
+def _label_map(classes: list[str], swap: dict[str, str], complete: bool) -> list[int] | None:
+    """Class-index permutation under an augmentation, or None when some class has no known image."""
+    idx = {c: i for i, c in enumerate(classes)}
+    if complete and not all(c in swap for c in classes):
+        return None
+    m = [idx.get(swap.get(c, c), -1) for c in classes]
+    return None if -1 in m else m
+
+
+def _augment_choice(seed: int, epoch: int, i: int) -> tuple[bool, bool]:
+    """(flip, reverse) for item i in this epoch, each with probability 1/2, independent of global RNG."""
+    r = np.random.default_rng([seed, epoch, i]).integers(2, size=2)
+    return bool(r[0]), bool(r[1])
+
+
+class ClassifyDataset(Dataset):
+    """(frames (T, 3, H, W) float normalised, label) pairs from a :class:`ClipSet`.
+
+    With ``augment`` each clip is flipped left-right and/or played backwards, each with probability
+    1/2 (seeded from ``(seed, epoch, index)``), and its label mapped accordingly (move_left <->
+    move_right under a flip; every action <-> its reverse backwards).
+    """
+
+    def __init__(self, clips: ClipSet, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0):
+        keep = (clips.labels >= 0).nonzero().flatten()
+        self.frames, self.labels = clips.frames[keep], clips.labels[keep]
+        self.cfg, self.seed, self.epoch = cfg, seed, 0
+        self.flip = _label_map(clips.classes, _FLIP, complete=False) if augment else None
+        self.reverse = _label_map(clips.classes, _REVERSE, complete=True) if augment else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x, y = self.frames[i], int(self.labels[i])
+        flip, rev = _augment_choice(self.seed, self.epoch, i)
+        if flip and self.flip is not None:
+            x, y = x.flip(-2), self.flip[y]  # (T, H, W, 3): W is dim -2
+        if rev and self.reverse is not None:
+            x, y = x.flip(0), self.reverse[y]
+        return uint8_to_input(x, self.cfg), torch.tensor(y)
+
+
+class Vocab:
+    """Word vocabulary from training captions; ids 0..3 are <pad>, <bos>, <eos>, <unk>."""
+
+    SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+    def __init__(self, words: list[str]):
+        self.itos = list(self.SPECIALS) + [w for w in words if w not in self.SPECIALS]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    pad, bos, eos, unk = 0, 1, 2, 3
+
+    @classmethod
+    def build(cls, captions: list[list[str]], min_count: int = 1) -> "Vocab":
+        counts: dict[str, int] = {}
+        for caps in captions:
+            for c in caps:
+                for w in tokenize(c):
+                    counts[w] = counts.get(w, 0) + 1
+        return cls(sorted(w for w, n in counts.items() if n >= min_count))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, caption: str) -> list[int]:
+        return [self.stoi.get(w, self.unk) for w in tokenize(caption)]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.itos[i] for i in ids if i >= len(self.SPECIALS) or i == self.unk)
+
+    def to_list(self) -> list[str]:
+        return list(self.itos)
+
+    @classmethod
+    def from_list(cls, itos: list[str]) -> "Vocab":
+        return cls(list(itos[len(cls.SPECIALS):]))
+
+
+class CaptionDataset(Dataset):
+    """(frames (T, 3, H, W), caption ids (L,)) pairs, one per (clip, reference caption).
+
+    With ``augment``, a left-right flip swaps the words "left" and "right", and playing the clip
+    backwards swaps left/right, up/down and grows/shrinks (seeded per epoch and index).
+    """
+
+    def __init__(self, clips: ClipSet, vocab: Vocab, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0):
+        self.items = [(i, vocab.encode(c)) for i in range(len(clips)) for c in clips.captions[i]]
+        self.frames, self.vocab, self.cfg = clips.frames, vocab, cfg
+        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.flip = self._word_map(vocab, _FLIP_WORDS)
+        # play backwards only when every caption's action word has a reverse in the vocabulary
+        self.reverse = self._word_map(vocab, _REVERSE_WORDS) if all(
+            any(w in _REVERSE_WORDS for w in tokenize(c)) for caps in clips.captions for c in caps) else None
+
+    @staticmethod
+    def _word_map(vocab: Vocab, swap: dict[str, str]) -> dict[int, int]:
+        return {vocab.stoi[a]: vocab.stoi[b] for a, b in swap.items() if a in vocab.stoi and b in vocab.stoi}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int):
+        i, ids = self.items[k]
+        x = self.frames[i]
+        if self.augment:
+            flip, rev = _augment_choice(self.seed, self.epoch, k)
+            if flip:
+                x, ids = x.flip(-2), [self.flip.get(t, t) for t in ids]
+            if rev and self.reverse is not None:
+                x, ids = x.flip(0), [self.reverse.get(t, t) for t in ids]
+        return uint8_to_input(x, self.cfg), torch.tensor(ids, dtype=torch.long)
+
+
+def collate_captions(batch):
+    """Pad caption ids: returns (frames (B, T, 3, H, W), tgt_in (B, L+1) from BOS, tgt_out (B, L+1) to EOS)."""
+    frames = torch.stack([b[0] for b in batch])
+    L = max(len(b[1]) for b in batch) + 1
+    tgt_in = torch.full((len(batch), L), Vocab.pad, dtype=torch.long)
+    tgt_out = torch.full((len(batch), L), Vocab.pad, dtype=torch.long)
+    for j, (_, ids) in enumerate(batch):
+        n = len(ids)
+        tgt_in[j, 0] = Vocab.bos
+        tgt_in[j, 1:n + 1] = ids
+        tgt_out[j, :n] = ids
+        tgt_out[j, n] = Vocab.eos
+    return frames, tgt_in, tgt_out
+
+
+__all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
+           "load_clipset", "ClassifyDataset", "Vocab", "CaptionDataset", "collate_captions"]

@@ -1,0 +1,251 @@
+"""Default data, rendered offline: one coloured shape doing one action on a varied background.
+
+The vocabulary is fixed (other renderers can reproduce the labels):
+shapes ``circle, square, triangle``; colours (RGB) red (220,30,30), green (30,180,30), blue (30,60,220),
+yellow (230,220,40), white (240,240,240); actions (the class) ``move_left, move_right, move_up, move_down,
+grow, shrink``; caption ``a <colour> <shape> moves <left|right|up|down>`` / ``grows`` / ``shrinks``.
+
+No action can be told from a single frame: start positions are drawn so that the set of positions
+a moving object covers has the same distribution for every direction, and the sizes of a growing
+object have the same distribution as those of a shrinking one.
+
+Layout written by :func:`synthesize` (UCF101 style): ``<action>/<clip>.<ext>``, ``classes.txt``,
+``captions.csv`` (``path,caption``), ``train.txt``/``val.txt``/``test.txt`` split lists and ``meta.csv``.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from encoders.io.video import CODECS, write_video
+
+SHAPES = ("circle", "square", "triangle")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 60, 220),
+    "yellow": (230, 220, 40), "white": (240, 240, 240),
+}
+ACTIONS = ("move_left", "move_right", "move_up", "move_down", "grow", "shrink")
+BACKGROUNDS = ("plain", "gradient", "noise", "texture")
+DEFAULT_CODECS = ("mp4v", "mjpg", "xvid", "h264")
+MIN_COLOUR_DISTANCE = 120.0  # RGB distance between the object and any background colour
+
+
+def caption_for(colour: str, shape: str, action: str) -> str:
+    """The one reference caption of a rendered clip."""
+    if action.startswith("move_"):
+        return f"a {colour} {shape} moves {action[5:]}"
+    return f"a {colour} {shape} {'grows' if action == 'grow' else 'shrinks'}"
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Everything that determines one rendered clip."""
+
+    action: str
+    colour: str
+    shape: str
+    background: str
+    width: int
+    height: int
+    frames: int
+    fps: float
+    seed: int
+
+
+def _dist_to_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    ab = b - a
+    t = 0.0 if not ab.any() else float(np.clip(np.dot(p - a, ab) / np.dot(ab, ab), 0, 1))
+    return float(np.linalg.norm(p - (a + t * ab)))
+
+
+def _bg_colours(rng: np.random.Generator, obj: np.ndarray, k: int, margin: float) -> list[np.ndarray]:
+    """``k`` random colours such that every mix of them stays ``margin`` away from the object colour."""
+    while True:
+        cols = [rng.integers(0, 256, 3).astype(np.float64) for _ in range(k)]
+        if k == 1:
+            ok = np.linalg.norm(cols[0] - obj) >= margin
+        else:
+            ok = all(_dist_to_segment(obj, cols[i], cols[j]) >= margin for i in range(k) for j in range(i + 1, k))
+        if ok:
+            return cols
+
+
+class _Background:
+    """Per-frame background images (H, W, 3) float; the texture moves, the noise changes each frame."""
+
+    def __init__(self, kind: str, rng: np.random.Generator, H: int, W: int, obj: np.ndarray):
+        self.kind, self.rng, self.H, self.W = kind, rng, H, W
+        if kind == "plain":
+            self.img = np.broadcast_to(_bg_colours(rng, obj, 1, MIN_COLOUR_DISTANCE)[0], (H, W, 3)).copy()
+        elif kind == "gradient":
+            a, b = _bg_colours(rng, obj, 2, MIN_COLOUR_DISTANCE)
+            ang = rng.uniform(0, 2 * np.pi)
+            yy, xx = np.mgrid[0:H, 0:W]
+            t = xx * np.cos(ang) + yy * np.sin(ang)
+            t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
+            self.img = a + t[..., None] * (b - a)
+        elif kind == "noise":
+            self.sd = rng.uniform(8, 20)
+            self.base = _bg_colours(rng, obj, 1, MIN_COLOUR_DISTANCE + 3 * self.sd)[0]
+        elif kind == "texture":
+            self.a, self.b = _bg_colours(rng, obj, 2, MIN_COLOUR_DISTANCE)
+            self.period = rng.uniform(6, 16)
+            self.checker = bool(rng.integers(2))
+            self.vel = rng.uniform(-2, 2, 2)  # pixels per frame, unrelated to the label
+            self.ang = rng.uniform(0, np.pi)
+        else:
+            raise ValueError(f"unknown background {kind!r}")
+
+    def frame(self, t: int) -> np.ndarray:
+        H, W = self.H, self.W
+        if self.kind in ("plain", "gradient"):
+            return self.img.copy()
+        if self.kind == "noise":
+            return np.clip(self.base + self.rng.normal(0, self.sd, (H, W, 3)), 0, 255)
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+        xx, yy = xx - self.vel[0] * t, yy - self.vel[1] * t
+        u = xx * np.cos(self.ang) + yy * np.sin(self.ang)
+        m = np.floor(u / self.period) % 2
+        if self.checker:
+            v = -xx * np.sin(self.ang) + yy * np.cos(self.ang)
+            m = (m + np.floor(v / self.period)) % 2
+        return np.where(m[..., None] > 0, self.a, self.b)
+
+
+def _draw(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: tuple[int, int, int]) -> None:
+    import cv2
+
+    s = 16  # draw with 4 fractional bits: sub-pixel positions keep slow motion smooth
+    col = tuple(float(c) for c in colour)
+    if shape == "circle":
+        cv2.circle(img, (round(cx * s), round(cy * s)), max(round(r * s), s), col, -1, cv2.LINE_AA, 4)
+    elif shape == "square":
+        h = r * 0.886  # same area as the circle of radius r
+        pts = np.array([[cx - h, cy - h], [cx + h, cy - h], [cx + h, cy + h], [cx - h, cy + h]])
+        cv2.fillPoly(img, [np.round(pts * s).astype(np.int32)], col, cv2.LINE_AA, 4)
+    elif shape == "triangle":
+        R = r * 1.35  # equilateral, pointing up, roughly the circle's area
+        ang = np.deg2rad([-90, 30, 150])
+        pts = np.stack([cx + R * np.cos(ang), cy + R * np.sin(ang)], 1)
+        cv2.fillPoly(img, [np.round(pts * s).astype(np.int32)], col, cv2.LINE_AA, 4)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+
+
+def random_spec(rng: np.random.Generator, action: str, seed: int, width: int | None = None,
+                height: int | None = None, frames: int | None = None, fps: float | None = None) -> ClipSpec:
+    """Draw colour, shape, background, resolution (even sizes), frame count (12–40) and fps."""
+    return ClipSpec(
+        action=action,
+        colour=list(COLOURS)[rng.integers(len(COLOURS))],
+        shape=SHAPES[rng.integers(len(SHAPES))],
+        background=BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
+        width=width or int(rng.integers(32, 81)) * 2,   # 64..160
+        height=height or int(rng.integers(28, 61)) * 2,  # 56..120
+        frames=frames or int(rng.integers(12, 41)),
+        fps=fps or float(rng.choice([10, 12, 15, 24, 25, 30])),
+        seed=seed,
+    )
+
+
+def render(spec: ClipSpec) -> np.ndarray:
+    """Render a clip: uint8 RGB (frames, height, width, 3)."""
+    rng = np.random.default_rng(spec.seed)
+    H, W, n = spec.height, spec.width, spec.frames
+    obj = np.asarray(COLOURS[spec.colour], dtype=np.float64)
+    bg = _Background(spec.background, rng, H, W, obj)
+    m = min(H, W)
+    if spec.action in ("grow", "shrink"):
+        r_small = rng.uniform(0.10, 0.13) * m
+        r_big = r_small * rng.uniform(1.8, 2.3)
+        r0, r1 = (r_small, r_big) if spec.action == "grow" else (r_big, r_small)
+        pad = r_big * 1.2 + 1
+        cx0 = cx1 = rng.uniform(pad, W - pad)
+        cy0 = cy1 = rng.uniform(pad, H - pad)
+    else:
+        r0 = r1 = rng.uniform(0.13, 0.2) * m
+        pad = r0 * 1.2 + 1
+        horizontal = spec.action in ("move_left", "move_right")
+        extent = (W if horizontal else H) - 2 * pad
+        d = rng.uniform(0.45, 0.75) * extent
+        # start uniform over the positions that keep the whole path inside the frame: the covered
+        # positions then have the same distribution for both directions along an axis
+        lo = rng.uniform(pad, pad + extent - d)
+        a, b = (lo + d, lo) if spec.action in ("move_left", "move_up") else (lo, lo + d)
+        other = rng.uniform(pad, (H if horizontal else W) - pad)
+        if horizontal:
+            cx0, cx1, cy0, cy1 = a, b, other, other
+        else:
+            cy0, cy1, cx0, cx1 = a, b, other, other
+    out = np.empty((n, H, W, 3), dtype=np.uint8)
+    for t in range(n):
+        p = t / max(n - 1, 1)
+        img = np.ascontiguousarray(bg.frame(t).astype(np.uint8))
+        r = r0 + p * (r1 - r0)
+        _draw(img, spec.shape, cx0 + p * (cx1 - cx0), cy0 + p * (cy1 - cy0), r, COLOURS[spec.colour])
+        out[t] = img
+    return out
+
+
+def synthesize(out: str | Path, per_class: tuple[int, int, int] = (150, 20, 30), seed: int = 0,
+               codecs: tuple[str, ...] = DEFAULT_CODECS, progress: bool = True) -> dict:
+    """Render ``per_class`` = (train, val, test) clips of every action into ``out``.
+
+    Clip ``k`` of the run uses seed ``(seed, k)``: another ``seed`` gives entirely fresh clips.
+    Codecs rotate over ``codecs`` (several codecs/containers in one data set).  Returns counts.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = {"train": [], "val": [], "test": []}
+    rows, meta = [], []
+    jobs = [(split, action, i) for split, n in zip(splits, per_class) for action in ACTIONS for i in range(n)]
+    for k, (split, action, i) in enumerate(tqdm(jobs, desc="render clips", disable=not progress, leave=False)):
+        rng = np.random.default_rng([seed, k])
+        spec = random_spec(rng, action, seed=int(rng.integers(2**31)))
+        codec = codecs[k % len(codecs)]
+        rel = f"{action}/{action}_s{seed}_{split}_{i:04d}{CODECS[codec][1]}"
+        write_video(out / rel, render(spec), spec.fps, codec)
+        splits[split].append(rel)
+        rows.append((rel, caption_for(spec.colour, spec.shape, action)))
+        meta.append([rel, split, action, spec.colour, spec.shape, spec.background, spec.width, spec.height,
+                     spec.frames, spec.fps, codec, spec.seed])
+    (out / "classes.txt").write_text("".join(f"{i + 1} {a}\n" for i, a in enumerate(ACTIONS)))
+    for split, items in splits.items():
+        (out / f"{split}.txt").write_text("".join(f"{p}\n" for p in items))
+    with open(out / "captions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "caption"])
+        w.writerows(rows)
+    with open(out / "meta.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "split", "action", "colour", "shape", "background", "width", "height", "frames", "fps",
+                    "codec", "seed"])
+        w.writerows(meta)
+    return {k: len(v) for k, v in splits.items()} | {"out": str(out)}
+
+
+def render_long_video(path: str | Path, segments: int = 6, seconds: float = 2.0, fps: float = 10.0,
+                      size: tuple[int, int] = (96, 128), seed: int = 0, codec: str = "mp4v") -> list[dict]:
+    """Concatenate ``segments`` rendered clips of ``seconds`` each into one video (for ``label --segment``).
+
+    Returns the ground truth: one ``{"start", "end", "action", "caption"}`` per segment (seconds).
+    """
+    rng = np.random.default_rng([seed, 991])
+    n = max(int(round(seconds * fps)), 2)
+    frames, truth = [], []
+    for s in range(segments):
+        action = ACTIONS[(s + int(rng.integers(len(ACTIONS)))) % len(ACTIONS)]
+        spec = random_spec(rng, action, seed=int(rng.integers(2**31)), width=size[1], height=size[0], frames=n, fps=fps)
+        frames.append(render(spec))
+        truth.append({"start": s * n / fps, "end": (s + 1) * n / fps, "action": action,
+                      "caption": caption_for(spec.colour, spec.shape, action)})
+    write_video(path, np.concatenate(frames), fps, codec)
+    return truth
+
+
+__all__ = ["SHAPES", "COLOURS", "ACTIONS", "BACKGROUNDS", "DEFAULT_CODECS", "caption_for", "ClipSpec", "random_spec",
+           "render", "synthesize", "render_long_video"]

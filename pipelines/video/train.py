@@ -1,0 +1,162 @@
+"""Training wiring: data -> registered model -> shared :class:`pipelines.trainer.Trainer`.
+
+Each checkpoint's ``extra`` holds everything needed to use the model later: task, registry name and
+keyword arguments, front-end config, class names or vocabulary.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from encoders.video import VideoFrontEndConfig
+from pipelines.registry import get_model
+from pipelines.trainer import Trainer, TrainConfig, seed_everything
+
+from . import models  # noqa: F401 - registers the video models
+from .data import CaptionDataset, ClassifyDataset, ClipSet, Vocab, collate_captions, load_clipset
+from .metrics import caption_scores
+
+TASKS = ("classify", "caption")
+
+
+@dataclass(frozen=True)
+class VideoTrainConfig:
+    """One training run.  ``model`` is a registry name ("video-cnn-lstm", "video-convlstm", "video-frame"
+    for classify; "video-caption" for caption); ``model_kwargs`` go to its builder."""
+
+    task: str = "classify"
+    model: str = "video-cnn-lstm"
+    model_kwargs: dict = field(default_factory=dict)
+    frontend: dict = field(default_factory=dict)
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    augment: bool = True
+    max_steps: int | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VideoTrainConfig":
+        return cls(**d)
+
+
+def build_model(extra: dict) -> torch.nn.Module:
+    """Rebuild a model from a checkpoint's ``extra`` (registry name + keyword arguments)."""
+    return get_model(extra["model"], **extra["model_kwargs"])
+
+
+@torch.no_grad()
+def predict_logits(model, frames_u8: torch.Tensor, fe: VideoFrontEndConfig, batch_size: int = 64) -> torch.Tensor:
+    """uint8 clips (N, T, H, W, 3) -> logits (N, C), in eval mode."""
+    from encoders.video import uint8_to_input
+
+    model.eval()
+    dev = next(model.parameters()).device
+    outs = [model(uint8_to_input(frames_u8[i:i + batch_size], fe).to(dev)).float().cpu()
+            for i in range(0, len(frames_u8), batch_size)]
+    return torch.cat(outs) if outs else torch.zeros(0, 0)
+
+
+@torch.no_grad()
+def generate_captions(model, frames_u8: torch.Tensor, fe: VideoFrontEndConfig, vocab: Vocab, beam_size: int = 1,
+                      max_len: int = 12, batch_size: int = 64) -> list[str]:
+    """uint8 clips (N, T, H, W, 3) -> one sentence per clip."""
+    from encoders.video import uint8_to_input
+
+    model.eval()
+    dev = next(model.parameters()).device
+    out: list[str] = []
+    for i in range(0, len(frames_u8), batch_size):
+        ids = model.generate(uint8_to_input(frames_u8[i:i + batch_size], fe).to(dev), vocab.bos, vocab.eos, max_len,
+                             beam_size)
+        out += [vocab.decode(s) for s in ids]
+    return out
+
+
+def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool = True) -> dict:
+    """Train ``cfg.task`` on ``data`` (its train split; val split for model selection) into ``out``."""
+    if cfg.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}")
+    out = Path(out)
+    fe = VideoFrontEndConfig.from_dict(cfg.frontend)
+    train_set = load_clipset(data, "train", fe, progress=cfg.progress)
+    classes = train_set.classes
+    val_set = load_clipset(data, "val", fe, classes=classes, progress=cfg.progress)
+    if len(val_set) == 0:  # e.g. UCF101 lists: hold out every 10th training clip
+        idx = torch.arange(len(train_set))
+        va, tr = idx[idx % 10 == 0], idx[idx % 10 != 0]
+        val_set = _subset(train_set, va)
+        train_set = _subset(train_set, tr)
+    if len(train_set) == 0:
+        raise ValueError(f"{data}: no decodable training clips")
+    print(f"video: {len(train_set)} train clips, {len(val_set)} val clips"
+          f"{f', skipped {len(train_set.skipped) + len(val_set.skipped)} bad files' if train_set.skipped or val_set.skipped else ''}",
+          file=sys.stderr)
+    seed_everything(cfg.seed)
+    tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                     seed=cfg.seed, warmup_steps=20, max_steps=cfg.max_steps, progress=cfg.progress, log_every=10,
+                     metric="accuracy" if cfg.task == "classify" else "exact_match", mode="max")
+    extra = {"task": cfg.task, "model": cfg.model, "frontend": fe.to_dict(), "train_config": cfg.to_dict()}
+    if cfg.task == "classify":
+        kwargs = {"num_classes": len(classes), **cfg.model_kwargs}
+        extra |= {"model_kwargs": kwargs, "classes": classes}
+        model = get_model(cfg.model, **kwargs)
+        ds = ClassifyDataset(train_set, fe, augment=cfg.augment, seed=cfg.seed)
+
+        def loss_fn(m, batch):
+            x, y = batch
+            logits = m(x)
+            return F.cross_entropy(logits, y), {"acc": float((logits.argmax(-1) == y).float().mean())}
+
+        def evaluate(m):
+            logits = predict_logits(m, val_set.frames, fe)
+            acc = float((logits.argmax(-1) == val_set.labels).float().mean()) if len(val_set) else 0.0
+            return {"accuracy": acc, "loss": float(F.cross_entropy(logits, val_set.labels)) if len(val_set) else 0.0}
+
+        trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, extra=extra)
+    else:
+        vocab = Vocab.build(train_set.captions)
+        kwargs = {"vocab_size": len(vocab), **cfg.model_kwargs}
+        extra |= {"model_kwargs": kwargs, "vocab": vocab.to_list(), "classes": classes}
+        model = get_model(cfg.model, **kwargs)
+        ds = CaptionDataset(train_set, vocab, fe, augment=cfg.augment, seed=cfg.seed)
+        if len(ds) == 0:
+            raise ValueError(f"{data}: no training captions (captions.csv missing or empty)")
+
+        def loss_fn(m, batch):
+            x, tgt_in, tgt_out = batch
+            logp = m(x, tgt_in)
+            return F.nll_loss(logp.flatten(0, 1), tgt_out.flatten(), ignore_index=Vocab.pad)
+
+        def evaluate(m):
+            keep = [i for i, c in enumerate(val_set.captions) if c]
+            if not keep:
+                return {"exact_match": 0.0}
+            preds = generate_captions(m, val_set.frames[keep], fe, vocab)
+            s = caption_scores({i: p for i, p in zip(keep, preds)}, {i: val_set.captions[i] for i in keep},
+                               meteor=False)
+            return {"exact_match": s["exact_match"], "bleu4": s["bleu4"]}
+
+        trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, collate_fn=collate_captions, extra=extra)
+    result = trainer.fit(resume=resume)
+    (out / "train_result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _subset(cs: ClipSet, idx: torch.Tensor) -> ClipSet:
+    il = idx.tolist()
+    return ClipSet(cs.root, [cs.paths[i] for i in il], cs.frames[idx], cs.labels[idx], [cs.captions[i] for i in il],
+                   cs.classes, cs.skipped)
+
+
+__all__ = ["TASKS", "VideoTrainConfig", "build_model", "predict_logits", "generate_captions", "train"]
