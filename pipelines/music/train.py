@@ -1,0 +1,163 @@
+"""Training wiring: corpus → data → registered model → the shared Trainer, with truncated BPTT for the
+event-token models (the LSTM state carried, detached, between consecutive chunks of the same streams)."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from encoders.io import SkipCounter
+from encoders.midi import PRESETS, MidiVocab, MidiVocabConfig
+from pipelines.registry import get_model
+from pipelines.trainer import TrainConfig, Trainer, load_for_inference, seed_everything
+
+from . import models as _models  # noqa: F401 - registers the music models
+from .corpus import corpus_files
+from .data import PianoRollConfig, RollPieces, TokenStreams, first_item, load_rolls, load_token_pieces, pad_rolls
+from .evaluate import roll_nll, summary, token_nll, unigram_counts
+from .models import MODEL_INPUTS, pianoroll_inputs
+
+
+@dataclass(frozen=True)
+class MusicTrainConfig:
+    """What ``scripts/music.py train`` runs; the defaults are the full-quality run.
+
+    Args:
+        model: registry name ("music-lstm", "music-rnn", "music-pianoroll").
+        preset: vocabulary preset of ``encoders.midi.PRESETS`` ("chorale": beats, 4 steps per quarter).
+        model_kwargs: overrides of the model builder's defaults (hidden_size, num_layers, ...).
+        epochs, lr, weight_decay, max_steps, seed: as :class:`pipelines.trainer.TrainConfig`.
+        n_streams: parallel token streams (the batch) for truncated BPTT.
+        bptt: tokens per chunk (gradient horizon); the state flows on across chunks.
+        max_transpose: random transposition per piece and epoch within ± this (and the piano range).
+        batch_size: pieces per batch for the piano-roll model.
+    """
+
+    model: str = "music-lstm"
+    preset: str = "chorale"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 40
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    max_steps: int | None = None
+    seed: int = 0
+    n_streams: int = 32
+    bptt: int = 128
+    max_transpose: int = 5
+    batch_size: int = 16
+    progress: bool = True
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MusicTrainConfig":
+        return cls(**d)
+
+
+class CarriedStateLoss:
+    """``loss_fn`` for :class:`TokenStreams` batches that carries the recurrent state between chunks.
+
+    The state returned by chunk i is detached (truncating back-propagation at the chunk border, as
+    word_language_model's ``repackage_hidden``) and fed to chunk i+1; it is reset on chunk 0 of an epoch.
+    """
+
+    def __init__(self):
+        self.state = None
+
+    @staticmethod
+    def _detach(state):
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+    def __call__(self, model: nn.Module, batch):
+        x, y, first = batch  # (B, L), (B, L), ()
+        state = None if bool(first) else self.state
+        if state is not None and (state[0] if isinstance(state, tuple) else state).shape[1] != x.shape[0]:
+            state = None
+        logits, state = model(x, state=state)  # (B, L, V)
+        self.state = self._detach(state)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        return loss
+
+
+def roll_loss(model: nn.Module, batch):
+    """Mean over valid frames of the summed per-pitch BCE (= NLL per frame)."""
+    rolls, lengths = batch
+    logits, _ = model(pianoroll_inputs(rolls), lengths)
+    mask = (torch.arange(rolls.shape[1], device=rolls.device)[None] < lengths.to(rolls.device)[:, None]).float()
+    bce = F.binary_cross_entropy_with_logits(logits.float(), rolls, reduction="none").sum(-1)
+    return (bce * mask).sum() / mask.sum()
+
+
+def build_model(extra: dict) -> nn.Module:
+    """Rebuild a music model from a checkpoint's ``extra``."""
+    return get_model(extra["model_name"], **extra["model_kwargs"])
+
+
+def load_model(path: str | Path, device="cpu"):
+    """(model in eval mode, extra) of a music checkpoint."""
+    return load_for_inference(path, build_model, map_location=device)
+
+
+def train(data_dir: str | Path, out_dir: str | Path, cfg: MusicTrainConfig = MusicTrainConfig()) -> dict:
+    """Train ``cfg.model`` on the train split of ``data_dir``, validating on its valid split.
+
+    Returns the trainer's result plus ``skipped`` (bad files), ``n_train``/``n_valid`` and ``n_params``.
+    """
+    if cfg.model not in MODEL_INPUTS:
+        raise KeyError(f"unknown music model {cfg.model!r}; known: {', '.join(MODEL_INPUTS)}")
+    kind = MODEL_INPUTS[cfg.model]
+    vcfg: MidiVocabConfig = PRESETS[cfg.preset]
+    vocab = MidiVocab(vcfg)
+    skips = SkipCounter()
+    train_files, valid_files = corpus_files(data_dir, "train"), corpus_files(data_dir, "valid")
+    seed_everything(cfg.seed)
+    extra = {"pipeline": "music", "model_name": cfg.model, "data_kind": kind, "vocab": vcfg.to_dict(),
+             "settings": cfg.to_dict(), "data_dir": str(data_dir)}
+    if kind == "tokens":
+        train_p, _ = load_token_pieces(train_files, vocab, skips, cfg.progress)
+        valid_p, _ = load_token_pieces(valid_files, vocab, skips, cfg.progress)
+        kwargs = {"vocab_size": len(vocab), **cfg.model_kwargs}
+        train_set = TokenStreams(train_p, vocab, cfg.n_streams, cfg.bptt, cfg.seed, cfg.max_transpose)
+        tcfg = TrainConfig(epochs=cfg.epochs, batch_size=1, lr=cfg.lr, weight_decay=cfg.weight_decay, shuffle=False,
+                           max_steps=cfg.max_steps, seed=cfg.seed, warmup_steps=min(100, 2 * len(train_set)),
+                           progress=cfg.progress, device=cfg.device, log_every=10)
+        loss_fn, collate = CarriedStateLoss(), first_item
+        extra["unigram_counts"] = unigram_counts(train_p, len(vocab)).tolist()
+
+        def evaluate(m):
+            dev = next(m.parameters()).device
+            return {"loss": summary(*token_nll(m, valid_p, device=dev), "token")["nll_per_token"]}
+        n_train, n_valid = len(train_p), len(valid_p)
+    else:
+        prcfg = PianoRollConfig(vocab=vcfg.to_dict(), frame_steps=vcfg.steps_per_quarter)
+        train_r, _ = load_rolls(train_files, prcfg, skips, cfg.progress)
+        valid_r, _ = load_rolls(valid_files, prcfg, skips, cfg.progress)
+        kwargs = {"n_pitches": prcfg.n_pitches, **cfg.model_kwargs}
+        extra["pianoroll"] = prcfg.to_dict()
+        train_set = RollPieces(train_r)
+        tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           max_steps=cfg.max_steps, seed=cfg.seed, progress=cfg.progress, device=cfg.device,
+                           log_every=10)
+        loss_fn, collate = roll_loss, pad_rolls
+
+        def evaluate(m):
+            dev = next(m.parameters()).device
+            return {"loss": summary(*roll_nll(m, valid_r, device=dev), "frame")["nll_per_frame"]}
+        n_train, n_valid = len(train_r), len(valid_r)
+    if len(skips):
+        print(skips.summary("files"), file=sys.stderr)
+    extra["model_kwargs"] = kwargs
+    model = get_model(cfg.model, **kwargs)
+    trainer = Trainer(model, tcfg, train_set, out_dir, loss_fn, evaluate, collate, extra=extra)
+    res = trainer.fit()
+    res.update(skipped=len(skips), n_train=n_train, n_valid=n_valid, n_params=_models.n_params(model))
+    return res
+
+
+__all__ = ["MusicTrainConfig", "CarriedStateLoss", "roll_loss", "build_model", "load_model", "train"]
