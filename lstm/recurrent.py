@@ -416,6 +416,20 @@ class LSTM(_Recurrent):
     _mode = "lstm"
     _gates = 4
 
+    def chrono_init(self, max_steps: int, generator: torch.Generator | None = None) -> None:
+        """Chrono initialisation (Tallec & Ollivier 2018): forget-gate biases log(U[1, max_steps - 1])
+        and input-gate biases their negatives, so that units start with memory time scales spread
+        up to ``max_steps`` — the dependency range the task needs."""
+        H = self.hidden_size
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.startswith("bias_ih"):
+                    u = torch.rand(H, generator=generator) * (max_steps - 2) + 1
+                    p[H:2 * H].copy_(torch.log(u))
+                    p[:H].copy_(-torch.log(u))
+                elif name.startswith("bias_hh"):
+                    p[:2 * H].zero_()
+
     def trace_gates(self, x: Tensor, lengths: Tensor | None = None, state=None) -> list[dict[str, Tensor]]:
         """Run the reference path and return, per layer and direction (layer-major), a dict of
         the gates ``i, f, g, o`` and cell ``c``, each (B, T, H)."""

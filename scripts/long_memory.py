@@ -36,7 +36,8 @@ def main(args) -> dict:
                            lstm_hidden=args.lstm_hidden, rnn_hidden=args.rnn_hidden, seed=args.seed,
                            progress=sys.stderr.isatty())
     if args.dry_run:
-        cfg = dataclasses.replace(cfg, train_size=256, valid_size=64, test_size=64, max_steps=8, eval_every=4)
+        cfg = dataclasses.replace(cfg, train_size=256, valid_size=64, test_size=64, max_steps=8, eval_every=4,
+                                  rnn_min_steps=8)
     res = run(cfg, args.out)
     if args.json:
         print(json.dumps(res))

@@ -297,3 +297,16 @@ def test_attention_ignores_padded_memory():
     a = m(src, torch.tensor([5]), tgt)
     b = m(padded, torch.tensor([5]), tgt)
     torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_initialisations_set_the_gate_biases():
+    H = 8
+    m = lstm.LSTM(3, H, 2, forget_bias=1.0)
+    for k in range(2):
+        b = getattr(m, f"bias_ih_l{k}") + getattr(m, f"bias_hh_l{k}")
+        assert torch.all(b[H:2 * H] == 1.0)
+    m.chrono_init(100, generator=torch.Generator().manual_seed(0))
+    bf = m.bias_ih_l0[H:2 * H] + m.bias_hh_l0[H:2 * H]
+    bi = m.bias_ih_l0[:H] + m.bias_hh_l0[:H]
+    assert torch.all(bf >= 0) and torch.all(bf <= torch.log(torch.tensor(99.0)))
+    torch.testing.assert_close(bi, -bf)
