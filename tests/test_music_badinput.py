@@ -154,3 +154,26 @@ def test_primer_longer_than_request_or_empty(tmp_path, bad_files, capsys):
     got = midi_to_notes(read_midi(res[0]["midi"]), CHORALE)
     last_onset = max(n.start for n in prim)
     assert [n for n in got if n.start < last_onset] == [n for n in prim if n.start < last_onset]
+
+
+def test_folk_tunes_through_abc2midi_and_split_lists(tmp_path):
+    import shutil
+
+    from pipelines.music.corpus import SPLITS, build_folk, corpus_files, split_of
+
+    if shutil.which("abc2midi") is None:
+        pytest.skip("abc2midi not installed (make test installs it)")
+    abc = tmp_path / "tunes.abc"
+    abc.write_text("X:1\nT:One\nM:4/4\nL:1/8\nK:G\nGABc dedB|dedB dedB|c2ec B2dB|c2A2 A2BA|\n\n"
+                   "X:2\nT:Two\nM:6/8\nL:1/8\nK:D\nFAA dAA|BAF E2D|\n\n"
+                   "X:3\nT:Broken\nK:\n")
+    (tmp_path / "junk.abc").write_text("not abc at all")
+    res = build_folk(tmp_path / "corpus", progress=False, abc_files=[abc, tmp_path / "junk.abc"])
+    mids = sorted((tmp_path / "corpus" / "folk").glob("*.mid"))
+    assert res["written"] == len(mids) >= 2 and len(res["failed"]) == 1 and "junk.abc" in res["failed"][0]
+    notes = [midi_to_notes(read_midi(m), CHORALE) for m in mids[:2]]
+    assert all(len(n) >= 6 for n in notes)
+    lists = {s: corpus_files(tmp_path / "corpus", s) for s in SPLITS}
+    assert sorted(f for v in lists.values() for f in v) == mids
+    for s, fs in lists.items():
+        assert all(split_of(f.relative_to(tmp_path / "corpus").as_posix()) == s for f in fs)

@@ -218,3 +218,24 @@ def test_train_eval_generate_end_to_end(tmp_path):
         notes = [n for i in pm.instruments for n in i.notes]
         assert notes and all(n.end > n.start and 21 <= n.pitch <= 108 for n in notes)
         assert pm.get_end_time() <= 8.0 + 1e-6 and Path(f["png"]).stat().st_size > 1000
+
+
+def test_generate_files_from_a_pianoroll_checkpoint(tmp_path):
+    from pipelines.checkpoint import save_checkpoint
+    from pipelines.music.inference import generate_files
+
+    torch.manual_seed(0)
+    kwargs = {"n_pitches": 88, "hidden_size": 16, "num_layers": 1}
+    model = get_model("music-pianoroll", **kwargs)
+    with torch.no_grad():
+        model.head.bias.fill_(-2.5)  # about two pitches per frame
+    ck = save_checkpoint({"model": model.state_dict(), "extra": {
+        "model_name": "music-pianoroll", "model_kwargs": kwargs, "data_kind": "pianoroll",
+        "vocab": CHORALE.to_dict(), "pianoroll": PianoRollConfig(vocab=CHORALE.to_dict()).to_dict()}}, tmp_path / "p.pt")
+    res = generate_files(ck, tmp_path / "g.mid", num=2, tokens=40, primer=DATA / "bwv286.mid")  # 24 frames
+    assert len(res) == 2
+    for r in res:
+        pm = pretty_midi.PrettyMIDI(r["midi"])
+        notes = [n for i in pm.instruments for n in i.notes]
+        assert notes and all(n.end > n.start and 21 <= n.pitch <= 108 for n in notes)
+        assert pm.get_end_time() <= 40 * 0.5 + 1e-6  # 40 quarter-note frames at 120 bpm

@@ -124,22 +124,25 @@ def folk_abc_files() -> list[Path]:
     return files
 
 
-def build_folk(out: str | Path, progress: bool = True) -> dict:
-    """Convert the folk tunes to ``out/folk/<abcfile>_<n>.mid`` with abc2midi; re-save the split lists."""
+def build_folk(out: str | Path, progress: bool = True, abc_files: list[Path] | None = None) -> dict:
+    """Convert the folk tunes (default: :func:`folk_abc_files`) to ``out/folk/<collection>_<tune>.mid`` with
+    abc2midi; re-save the split lists.  A file abc2midi cannot convert is counted in ``failed``."""
     if shutil.which("abc2midi") is None:
         raise RuntimeError("abc2midi not found (apt-get install abcmidi)")
     out = Path(out)
     dest = out / "folk"
     dest.mkdir(parents=True, exist_ok=True)
     failed, written = [], 0
-    for abc in tqdm(folk_abc_files(), desc="folk ABC → MIDI", disable=not progress, file=sys.stderr):
+    for abc in tqdm(folk_abc_files() if abc_files is None else abc_files, desc="folk ABC → MIDI", disable=not progress, file=sys.stderr):
         with tempfile.TemporaryDirectory() as tmp:
-            r = subprocess.run(["abc2midi", str(abc), "-silent"], cwd=tmp, capture_output=True, text=True)
+            # abc2midi writes <stem><X>.mid beside the file it reads: give it a private copy
+            shutil.copyfile(abc, Path(tmp) / "tunes.abc")
+            r = subprocess.run(["abc2midi", "tunes.abc", "-silent"], cwd=tmp, capture_output=True, text=True)
             mids = sorted(Path(tmp).glob("*.mid"))
             if not mids:
                 failed.append(f"{abc}: abc2midi wrote nothing (rc {r.returncode})")
             for m in mids:
-                shutil.move(str(m), dest / f"{abc.parent.name}_{m.name}")
+                shutil.move(str(m), dest / f"{abc.parent.name}_{abc.stem}_{m.stem[len('tunes'):]}.mid")
                 written += 1
     return {"written": written, "failed": failed, "splits": write_split_lists(out)}
 
