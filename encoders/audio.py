@@ -156,30 +156,46 @@ class AugmentConfig:
     """Training augmentation; every part can be switched off.  Draws come from a seeded generator."""
 
     noise_prob: float = 0.8  # chance to mix background noise into a clip
-    snr_db: tuple[float, float] = (0.0, 25.0)  # uniform SNR range of that noise
+    snr_db: tuple[float, float] = (8.0, 30.0)  # uniform SNR range of that noise
     shift_ms: float = 100.0  # time shift up to +-shift_ms (zero fill); 0 turns it off
     time_masks: int = 2  # SpecAugment masks over time ...
     time_mask_max: int = 10  # ... each up to this many frames
     freq_masks: int = 2  # ... and over feature channels
     freq_mask_max: int = 5
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level of the speech itself
+    speed: tuple[float, float] = (0.88, 1.12)  # speed perturbation (tempo and pitch together): new voices
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["snr_db"], d["gain_db"] = list(self.snr_db), list(self.gain_db)
+        d["snr_db"], d["gain_db"], d["speed"] = list(self.snr_db), list(self.gain_db), list(self.speed)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentConfig":
         d = dict(d)
-        for k in ("snr_db", "gain_db"):
+        for k in ("snr_db", "gain_db", "speed"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
 
     @classmethod
     def off(cls) -> "AugmentConfig":
-        return cls(noise_prob=0.0, shift_ms=0.0, time_masks=0, freq_masks=0, gain_db=(0.0, 0.0))
+        return cls(noise_prob=0.0, shift_ms=0.0, time_masks=0, freq_masks=0, gain_db=(0.0, 0.0), speed=(1.0, 1.0))
+
+
+def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Play (N,) audio ``factor`` times faster (linear interpolation; pitch moves with it, as Kaldi's
+    speed perturbation), keeping the centre and the length N."""
+    if factor == 1.0:
+        return wave
+    n = len(wave)
+    m = int(round(n / factor))
+    out = np.interp(np.arange(m) * factor, np.arange(n), wave).astype(np.float32)
+    if m >= n:
+        s = (m - n) // 2
+        return out[s: s + n]
+    left = (n - m) // 2
+    return np.pad(out, (left, n - m - left))
 
 
 def time_shift(wave: Tensor, shift: int) -> Tensor:
@@ -242,6 +258,6 @@ def sample_spec_masks(rng: np.random.Generator, n_frames: int, n_features: int, 
     return draw(cfg.time_masks, cfg.time_mask_max, n_frames), draw(cfg.freq_masks, cfg.freq_mask_max, n_features)
 
 
-__all__ = ["FeatureConfig", "FeatureExtractor", "StreamingFrames", "features", "mfcc", "log_mel",
+__all__ = ["FeatureConfig", "FeatureExtractor", "StreamingFrames", "features", "mfcc", "log_mel", "speed_perturb",
            "power_spectrum", "frames", "AugmentConfig", "time_shift", "mix_noise", "rms", "spec_augment",
            "sample_spec_masks"]

@@ -38,7 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write the offline Speech Commands-layout dataset")
     s.add_argument("--out", default="data/kws")
-    s.add_argument("--variants-per-accent", type=int, default=None, help="espeak-ng voices per accent (24)")
+    s.add_argument("--variants-per-accent", type=int, default=None, help="espeak-ng voices per accent (48)")
+    s.add_argument("--espeak-takes", type=int, default=None, help="renditions per word per espeak-ng voice (2)")
     s.add_argument("--flite-takes", type=int, default=None, help="renditions per word per flite voice (4)")
     s.add_argument("--words", nargs="+", default=None, help="words to speak (all 35 Speech Commands words)")
     s.add_argument("--workers", type=int, default=2)
@@ -134,6 +135,8 @@ def cmd_synth(args):
         cfg = replace(cfg, variants_per_accent=args.variants_per_accent)
     if args.flite_takes is not None:
         cfg = replace(cfg, flite_takes=args.flite_takes)
+    if args.espeak_takes is not None:
+        cfg = replace(cfg, espeak_takes=args.espeak_takes)
     if args.words:
         cfg = replace(cfg, words=tuple(args.words))
     summary = synthesize(args.out, cfg)
@@ -239,7 +242,7 @@ def cmd_demo(args):
     ns = argparse.Namespace
     if not (data / "testing_list.txt").is_file():
         log(f"[1/4] synthesising the dataset into {data}")
-        cmd_synth(ns(out=str(data), variants_per_accent=None, flite_takes=None, words=None, workers=2, seed=0,
+        cmd_synth(ns(out=str(data), variants_per_accent=None, flite_takes=None, espeak_takes=None, words=None, workers=2, seed=0,
                      json=False))
     t1 = time.time()
     log("[2/4] training (default configuration)")

@@ -78,6 +78,19 @@ def test_time_shift_and_mix_noise():
     torch.testing.assert_close(snr, torch.tensor([10.0, 0.0]), atol=1e-3, rtol=0)
 
 
+def test_speed_perturb_keeps_length_and_scales_pitch():
+    from encoders.audio import speed_perturb
+
+    y = tone = (0.3 * np.sin(2 * np.pi * 500 * np.arange(16000) / 16000)).astype(np.float32)
+    assert speed_perturb(y, 1.0) is y
+    for f in (0.9, 1.1):
+        z = speed_perturb(y, f)
+        assert z.shape == (16000,)
+        seg = z[4000:12000]
+        peak = np.argmax(np.abs(np.fft.rfft(seg * np.hanning(len(seg))))) * 16000 / len(seg)
+        assert abs(peak - 500 * f) < 5
+
+
 def test_spec_augment_masks_exactly_what_is_asked():
     f = torch.ones(2, 20, 8)
     tm = torch.tensor([[[0, 3]], [[5, 0]]])  # item 0: last 3 frames; item 1: nothing

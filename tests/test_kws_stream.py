@@ -25,19 +25,29 @@ def wave(seed=0, n=16000):
 def test_streamed_equals_whole_clip_logits(block):
     m, w = model(), wave()
     with torch.no_grad():
-        whole, _ = m.frame_logits(m.encode(w[None]))
+        whole, _ = m.frame_logits(m.stack_frames(m.encode(w[None])))
         clip = m(w[None])
     streamed = stream_logits(m, w, block)
-    assert streamed.shape == whole[0].shape == (97, 5)
+    assert streamed.shape == whole[0].shape == (97 // 3, 5)
     torch.testing.assert_close(streamed, whole[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(streamed[-1], clip[0], atol=1e-4, rtol=1e-4)
+
+
+def test_unstacked_model_streams_frame_by_frame():
+    m = model(stack=1)
+    w = wave(5, 8000)
+    with torch.no_grad():
+        whole, _ = m.frame_logits(m.encode(w[None]))
+    streamed = stream_logits(m, w, 160)  # one 10 ms frame per call
+    assert streamed.shape == (47, 5)
+    torch.testing.assert_close(streamed, whole[0], atol=1e-4, rtol=1e-4)
 
 
 def test_reference_backend_streams_identically():
     m = model(backend="reference")
     w = wave(1, 6000)
     with torch.no_grad():
-        whole, _ = m.frame_logits(m.encode(w[None]))
+        whole, _ = m.frame_logits(m.stack_frames(m.encode(w[None])))
     torch.testing.assert_close(stream_logits(m, w, 999), whole[0], atol=1e-4, rtol=1e-4)
 
 
@@ -58,7 +68,7 @@ def test_detection_threshold_and_suppression():
                                                                           threshold=0.9, suppression_ms=1500))
     times = [t for t, w, s in res["detections"]]
     assert [w for _, w, _ in res["detections"]] == ["no"] * len(times) and len(times) == 4
-    assert np.allclose(np.diff(times), 1.5, atol=0.011)  # one per suppression period
+    assert np.allclose(np.diff(times), 1.5, atol=0.031)  # 30 ms steps  # one per suppression period
     assert res["detections"][0][2] > 0.9 and res["rtf"] > 0
     # silence/unknown never fire, however confident
     with torch.no_grad():

@@ -37,6 +37,28 @@ def fix_length(wave: np.ndarray, n: int) -> np.ndarray:
     return np.pad(wave, (0, n - len(wave)))
 
 
+def _riff_shortfall(path: Path) -> str | None:
+    """For RIFF/WAVE files: a reason when the data chunk promises more bytes than the file holds.
+    libsndfile quietly shortens such files to what is there, so a cut download would pass unnoticed."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, clen = struct.unpack("<4sI" if head[:4] == b"RIFF" else ">4sI", f.read(8))
+            if cid == b"data":
+                if pos + 8 + clen > size:
+                    return f"truncated WAV: data chunk declares {clen} bytes, file holds {size - pos - 8}"
+                return None
+            pos += 8 + clen + (clen & 1)
+    return "truncated WAV: no data chunk"
+
+
 def load_audio(path: str | Path, sr: int = 16000, length: int | None = None,
                allow_silent: bool = False) -> np.ndarray:
     """Decode an audio file to a mono float32 array at ``sr`` Hz in [-1, 1].
@@ -68,6 +90,9 @@ def load_audio(path: str | Path, sr: int = 16000, length: int | None = None,
     # libsndfile silently returns fewer frames than the header promises for a cut file
     if info.frames > 0 and data.shape[0] < info.frames:
         raise DecodeError(path, f"truncated audio: header says {info.frames} frames, file holds {data.shape[0]}")
+    short = _riff_shortfall(path)
+    if short:
+        raise DecodeError(path, short)
     if data.shape[0] == 0:
         raise DecodeError(path, "no audio samples")
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]

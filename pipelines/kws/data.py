@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from encoders.audio import AugmentConfig, mix_noise, sample_spec_masks, time_shift
+from encoders.audio import AugmentConfig, mix_noise, sample_spec_masks, speed_perturb, time_shift
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.audio import load_audio
 
@@ -221,6 +221,7 @@ class KWSTrainSet(Dataset):
 
     def _clip(self, rng, i: int) -> np.ndarray:
         w = self.split.waves[i].numpy()
+        w = speed_perturb(w, float(rng.uniform(*self.aug.speed)))
         return w * 10 ** (rng.uniform(*self.aug.gain_db) / 20)
 
     def __getitem__(self, i: int):

@@ -23,9 +23,9 @@ class DetectConfig:
         posterior a keyword must reach.  suppression_ms: no new detection this soon after one.
     """
 
-    block_ms: float = 100.0
-    average_ms: float = 300.0
-    threshold: float = 0.6
+    block_ms: float = 200.0
+    average_ms: float = 500.0
+    threshold: float = 0.7
     suppression_ms: float = 1000.0
 
     def to_dict(self) -> dict:
@@ -45,11 +45,14 @@ class StreamingDetector:
         self.model, self.labels, self.cfg = model.eval(), list(labels), cfg
         self.fc = model.feature_config
         self.keyword = torch.tensor([lab not in (SILENCE, UNKNOWN) for lab in self.labels])
-        self.window = max(1, int(round(cfg.average_ms / self.fc.hop_ms)))
+        self.stack = getattr(model, "stack", 1)
+        self.step_ms = self.fc.hop_ms * self.stack
+        self.window = max(1, int(round(cfg.average_ms / self.step_ms)))
         self.reset()
 
     def reset(self) -> None:
         self.frames = StreamingFrames(self.fc)
+        self.pending = torch.zeros(0, self.fc.n_features)  # frames waiting to fill a stacked step
         self.state = None
         self.history = torch.zeros(0, len(self.labels))  # the last `window` posteriors
         self.t = 0  # frames seen
@@ -57,11 +60,14 @@ class StreamingDetector:
 
     @torch.inference_mode()
     def step_logits(self, samples: torch.Tensor) -> torch.Tensor:
-        """samples (n,) -> (T_new, C) logits of the frames this block completes (state carried)."""
-        feats = self.frames.push(samples)
-        if len(feats) == 0:
+        """samples (n,) -> (S_new, C) logits of the steps this block completes (state carried)."""
+        feats = torch.cat([self.pending, self.model.normalise(self.frames.push(samples))])
+        n = len(feats) // self.stack * self.stack
+        self.pending = feats[n:]
+        if n == 0:
             return torch.zeros(0, len(self.labels))
-        logits, self.state = self.model.frame_logits(self.model.normalise(feats).unsqueeze(0), self.state)
+        steps = self.model.stack_frames(feats[:n].unsqueeze(0))
+        logits, self.state = self.model.frame_logits(steps, self.state)
         return logits[0]
 
     def push(self, samples: torch.Tensor) -> list[tuple[float, str, float]]:
@@ -80,8 +86,8 @@ class StreamingDetector:
         score, idx = smooth.max(1)
         out = []
         for k in torch.nonzero(score >= self.cfg.threshold).flatten().tolist():
-            frame = self.t + k
-            t = (frame * self.fc.hop_length + self.fc.n_fft) / self.fc.sample_rate  # end of the frame
+            frame = (self.t + k + 1) * self.stack - 1  # the step's last 10 ms frame
+            t = (frame * self.fc.hop_length + self.fc.n_fft) / self.fc.sample_rate  # its end
             if (t - self.last_time) * 1000 >= self.cfg.suppression_ms:
                 self.last_time = t
                 out.append((round(t, 3), self.labels[int(idx[k])], round(float(score[k]), 4)))
@@ -107,7 +113,7 @@ def detect(model, labels: list[str], wave: np.ndarray, cfg: DetectConfig = Detec
 
 
 def stream_logits(model, wave: torch.Tensor, block: int) -> torch.Tensor:
-    """(N,) audio in blocks of ``block`` samples -> (T, C) per-frame logits, the state carried."""
+    """(N,) audio in blocks of ``block`` samples -> (S, C) per-step logits, the state carried."""
     det = StreamingDetector(model, [SILENCE] * model.head.out_features)
     return torch.cat([det.step_logits(wave[s: s + block]) for s in range(0, len(wave), block)])
 

@@ -35,11 +35,13 @@ class KWSConfig:
     bidirectional: bool = False
     dropout: float = 0.1
     feature_kind: str = "mfcc"
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
+    target_frames: int = 8  # the label supervises each of the clip's last K LSTM steps
+    stack: int = 3  # 10 ms frames per LSTM step
     silence_percentage: float = 10.0
     unknown_percentage: float = 10.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -110,7 +112,8 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
     fc = FeatureConfig(kind=cfg.feature_kind)
     mean, std = feature_stats(tr.waves, fc, seed=cfg.seed)
     kwargs = dict(n_classes=len(labels), features=fc.to_dict(), hidden_size=cfg.hidden_size,
-                  num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout)
+                  num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+                  stack=cfg.stack)
     model = get_model(cfg.model, **kwargs)
     model.set_normalisation(mean, std)
     train_set = KWSTrainSet(tr, bank, labels, cfg.augment, seed=cfg.seed, n_frames=fc.num_frames(CLIP),
@@ -126,9 +129,9 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
 
     def loss_fn(m, batch):
         waves, y, tm, fm = batch
-        logits = m(waves, tm, fm)
-        loss = nn.functional.cross_entropy(logits.float(), y)
-        return loss, {"acc": float((logits.argmax(-1) == y).float().mean())}
+        logits = m(waves, tm, fm, last=cfg.target_frames)  # (B, K, C)
+        loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), y.repeat_interleave(logits.shape[1]))
+        return loss, {"acc": float((logits[:, -1].argmax(-1) == y).float().mean())}
 
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, seed=cfg.seed, metric="accuracy",
