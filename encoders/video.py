@@ -135,10 +135,14 @@ class FrameCNNConfig:
 
     Attributes:
         in_channels: 3 for RGB.
-        channels: output channels of each conv block (3x3 conv with stride 2, batch norm, ReLU).
-        grid: the last feature map is average-pooled to grid x grid cells and flattened, so the
-            features keep *where* things are (global pooling would erase position, and position
-            over time is what tells "moves left" from "moves right").
+        channels: output channels of each conv block (3x3 conv, batch norm, ReLU, 2x2 max-pool).
+        grid, grid_channels: a 1x1 conv squeezes the last feature map to ``grid_channels`` maps,
+            average-pooled to grid x grid cells and flattened, so the features keep *where* things
+            are (position over time is what tells "moves left" from "moves right").  Kept narrow on
+            purpose: a wide position-specific pathway lets a from-scratch CNN memorise clips instead
+            of learning shapes.  0 switches it off.
+        global_pool: the global max and mean of every channel: position-free evidence of *what* is
+            there (colour, shape).
         feature_size: F, size of the output features.
         coords: add two coordinate channels (x, y in [-1, 1]) to the input (CoordConv).
     """
@@ -146,8 +150,10 @@ class FrameCNNConfig:
     in_channels: int = 3
     channels: tuple[int, ...] = (16, 32, 64)
     grid: int = 4
+    grid_channels: int = 8
     feature_size: int = 128
     coords: bool = True
+    global_pool: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -171,14 +177,18 @@ class FrameCNN(nn.Module):
         layers: list[nn.Module] = []
         c_in = cfg.in_channels + (2 if cfg.coords else 0)
         for c in cfg.channels:
-            # stride-2 convs instead of conv + max-pool: a quarter of the multiply-adds on CPU
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c),
-                       nn.ReLU(inplace=True)]
+            # conv at full resolution, then max-pool: strided convs (4x cheaper) skip every other
+            # pixel and lose the fine edges that tell a small triangle from a circle
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
             c_in = c
         self.body = nn.Sequential(*layers)
+        self.squeeze = nn.Conv2d(c_in, cfg.grid_channels, 1) if cfg.grid_channels else None
         self.pool = nn.AdaptiveAvgPool2d(cfg.grid)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * cfg.grid * cfg.grid, cfg.feature_size),
-                                  nn.ReLU(inplace=True))
+        n_in = cfg.grid_channels * cfg.grid * cfg.grid + (2 * c_in if cfg.global_pool else 0)
+        if n_in == 0:
+            raise ValueError("FrameCNN needs grid_channels > 0 or global_pool")
+        self.head = nn.Sequential(nn.Linear(n_in, cfg.feature_size), nn.ReLU(inplace=True))
 
     @property
     def feature_size(self) -> int:
@@ -190,7 +200,13 @@ class FrameCNN(nn.Module):
             ys = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype).view(1, 1, H, 1).expand(N, 1, H, W)
             xs = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype).view(1, 1, 1, W).expand(N, 1, H, W)
             x = torch.cat([x, xs, ys], dim=1)
-        return self.head(self.pool(self.body(x)))
+        f = self.body(x)
+        z = []
+        if self.squeeze is not None:
+            z.append(self.pool(self.squeeze(f)).flatten(1))
+        if self.cfg.global_pool:
+            z += [f.amax((2, 3)), f.mean((2, 3))]
+        return self.head(torch.cat(z, dim=1))
 
 
 def build_torchvision_encoder(name: str, weights_path: str | Path | None = None) -> tuple[nn.Module, int]:

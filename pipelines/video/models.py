@@ -92,22 +92,35 @@ class VideoFrameBaseline(nn.Module):
 
 @register_model("video-caption")
 class VideoCaptioner(nn.Module):
-    """Frames (B, T, 3, H, W) -> FrameCNN features (B, T, F) -> Seq2Seq (LSTM encoder, attention decoder)."""
+    """Frames (B, T, 3, H, W) -> FrameCNN features (B, T, F) -> Seq2Seq (LSTM encoder, attention decoder).
+
+    ``bow_head`` adds a bag-of-words head on the mean encoder output: during training it predicts
+    which words the caption holds (multi-label), an auxiliary loss derived from the captions alone
+    that gives the frame CNN a direct signal for every content word (colour, shape, action) instead
+    of only the slow one through attention under teacher forcing.
+    """
 
     def __init__(self, vocab_size: int, frame_cnn: dict | None = None, hidden_size: int = 128,
-                 embed_size: int | None = 64, enc_layers: int = 1, dec_layers: int = 1, dropout: float = 0.1):
+                 embed_size: int | None = 64, enc_layers: int = 1, dec_layers: int = 1, dropout: float = 0.1,
+                 bow_head: bool = True):
         super().__init__()
         self.cnn = _cnn(frame_cnn)
         self.seq2seq = Seq2Seq(self.cnn.feature_size, vocab_size, hidden_size, embed_size, enc_layers, dec_layers,
                                bidirectional_encoder=True, dropout=dropout)
+        self.bow = nn.Linear(self.seq2seq.encoder.output_size, vocab_size) if bow_head else None
 
     def features(self, frames: Tensor) -> Tensor:
         B, T = frames.shape[:2]
         return self.cnn(frames.flatten(0, 1)).view(B, T, -1)
 
-    def forward(self, frames: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing: tgt_in (B, L) from BOS -> log-probs (B, L, V)."""
-        return self.seq2seq(self.features(frames), None, tgt_in)
+    def forward(self, frames: Tensor, tgt_in: Tensor, with_bow: bool = False):
+        """Teacher forcing: tgt_in (B, L) from BOS -> log-probs (B, L, V); with ``with_bow`` also the
+        bag-of-words logits (B, V) (None without a bow head)."""
+        memory = self.seq2seq.encode(self.features(frames))
+        logp = self.seq2seq.decoder(memory, None, tgt_in)
+        if not with_bow:
+            return logp
+        return logp, (self.bow(memory.mean(1)) if self.bow is not None else None)
 
     @torch.no_grad()
     def generate(self, frames: Tensor, bos: int, eos: int, max_len: int = 12, beam_size: int = 1) -> list[list[int]]:

@@ -138,14 +138,21 @@ def _draw(img: np.ndarray, shape: str, cx: float, cy: float, r: float, colour: t
 
 def random_spec(rng: np.random.Generator, action: str, seed: int, width: int | None = None,
                 height: int | None = None, frames: int | None = None, fps: float | None = None) -> ClipSpec:
-    """Draw colour, shape, background, resolution (even sizes), frame count (12–40) and fps."""
+    """Draw colour, shape, background, resolution (even sizes), frame count (12–40) and fps.
+
+    Resolutions: width 64–160, aspect ratio (width / height) between 1 and 1.8 (square to 16:9), the
+    range of real clips; frames are squeezed to a square model input, so wilder ratios would distort
+    the shapes beyond recognition.
+    """
+    w = int(rng.integers(32, 81)) * 2
+    h = int(round(w / rng.uniform(1.0, 1.8) / 2)) * 2
     return ClipSpec(
         action=action,
         colour=list(COLOURS)[rng.integers(len(COLOURS))],
         shape=SHAPES[rng.integers(len(SHAPES))],
         background=BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
-        width=width or int(rng.integers(32, 81)) * 2,   # 64..160
-        height=height or int(rng.integers(28, 61)) * 2,  # 56..120
+        width=width or w,
+        height=height or h,
         frames=frames or int(rng.integers(12, 41)),
         fps=fps or float(rng.choice([10, 12, 15, 24, 25, 30])),
         seed=seed,
@@ -160,14 +167,14 @@ def render(spec: ClipSpec) -> np.ndarray:
     bg = _Background(spec.background, rng, H, W, obj)
     m = min(H, W)
     if spec.action in ("grow", "shrink"):
-        r_small = rng.uniform(0.10, 0.13) * m
-        r_big = r_small * rng.uniform(1.8, 2.3)
+        r_small = rng.uniform(0.12, 0.15) * m
+        r_big = r_small * rng.uniform(1.7, 2.1)
         r0, r1 = (r_small, r_big) if spec.action == "grow" else (r_big, r_small)
         pad = r_big * 1.2 + 1
         cx0 = cx1 = rng.uniform(pad, W - pad)
         cy0 = cy1 = rng.uniform(pad, H - pad)
     else:
-        r0 = r1 = rng.uniform(0.13, 0.2) * m
+        r0 = r1 = rng.uniform(0.16, 0.24) * m
         pad = r0 * 1.2 + 1
         horizontal = spec.action in ("move_left", "move_right")
         extent = (W if horizontal else H) - 2 * pad

@@ -39,6 +39,8 @@ class VideoTrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     augment: bool = True
+    bow_weight: float = 0.1  # captioning: weight of the bag-of-words auxiliary loss (per word of the vocabulary)
+    target: float | None = None  # stop once the validation metric reaches this
     max_steps: int | None = None
     progress: bool = True
 
@@ -105,7 +107,8 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
     seed_everything(cfg.seed)
     tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                      seed=cfg.seed, warmup_steps=20, max_steps=cfg.max_steps, progress=cfg.progress, log_every=10,
-                     metric="accuracy" if cfg.task == "classify" else "exact_match", mode="max")
+                     metric="accuracy" if cfg.task == "classify" else "exact_match", mode="max",
+                     target=cfg.target)
     extra = {"task": cfg.task, "model": cfg.model, "frontend": fe.to_dict(), "train_config": cfg.to_dict()}
     if cfg.task == "classify":
         kwargs = {"num_classes": len(classes), **cfg.model_kwargs}
@@ -135,8 +138,15 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
 
         def loss_fn(m, batch):
             x, tgt_in, tgt_out = batch
-            logp = m(x, tgt_in)
-            return F.nll_loss(logp.flatten(0, 1), tgt_out.flatten(), ignore_index=Vocab.pad)
+            logp, bow = m(x, tgt_in, with_bow=True)
+            nll = F.nll_loss(logp.flatten(0, 1), tgt_out.flatten(), ignore_index=Vocab.pad)
+            if bow is None:
+                return nll
+            # multi-hot of the caption's words (specials excluded: they are in every caption)
+            target = torch.zeros_like(bow).scatter_(1, tgt_out, 1.0)
+            target[:, :len(Vocab.SPECIALS)] = 0
+            aux = F.binary_cross_entropy_with_logits(bow, target)
+            return nll + cfg.bow_weight * aux * bow.shape[1], {"nll": float(nll), "bow": float(aux)}
 
         def evaluate(m):
             keep = [i for i, c in enumerate(val_set.captions) if c]

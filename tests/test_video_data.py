@@ -1,0 +1,164 @@
+"""Renderer, data set readers (ours and UCF101-style), caching, bad files, augmentation, vocabulary."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from encoders.io.video import write_video
+from encoders.video import VideoFrontEndConfig
+from pipelines.video.data import (CaptionDataset, ClassifyDataset, Vocab, collate_captions, load_clipset,
+                                  read_captions, read_classes, read_split, tokenize)
+from pipelines.video.synth import (ACTIONS, COLOURS, SHAPES, caption_for, random_spec, render, render_long_video,
+                                   synthesize)
+
+FE = VideoFrontEndConfig(num_frames=4, size=(16, 16))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    synthesize(root, (2, 1, 1), seed=3, codecs=("mp4v", "mjpg"), progress=False)
+    return root
+
+
+def test_captions_follow_the_fixed_vocabulary():
+    assert caption_for("red", "circle", "move_left") == "a red circle moves left"
+    assert caption_for("white", "triangle", "grow") == "a white triangle grows"
+    assert caption_for("blue", "square", "shrink") == "a blue square shrinks"
+    assert COLOURS["yellow"] == (230, 220, 40) and SHAPES == ("circle", "square", "triangle")
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_render_motion_and_background(action):
+    rng = np.random.default_rng(1)
+    spec = random_spec(rng, action, seed=11)
+    spec = type(spec)(**{**spec.__dict__, "background": "plain", "frames": 16})
+    v = render(spec)
+    assert v.shape == (16, spec.height, spec.width, 3) and 12 <= random_spec(rng, action, 1).frames <= 40
+    col = np.array(COLOURS[spec.colour])
+    obj = [np.linalg.norm(f.astype(float) - col, axis=-1) < 40 for f in v]
+    # the background never has the object's colour: the pixels of that colour are the object
+    corner = v[0, 0, 0].astype(float)
+    assert np.linalg.norm(corner - col) >= 120
+    ys0, xs0 = np.nonzero(obj[0])
+    ys1, xs1 = np.nonzero(obj[-1])
+    dx, dy, grow = xs1.mean() - xs0.mean(), ys1.mean() - ys0.mean(), len(ys1) / len(ys0)
+    expect = {"move_left": dx < -3, "move_right": dx > 3, "move_up": dy < -3, "move_down": dy > 3,
+              "grow": grow > 2, "shrink": grow < 0.5}
+    assert expect[action], (dx, dy, grow)
+
+
+def test_synth_layout_and_readers(tiny):
+    assert read_classes(tiny) == list(ACTIONS)
+    train, val, test = (read_split(tiny, s) for s in ("train", "val", "test"))
+    assert len(train) == 12 and len(val) == 6 and len(test) == 6
+    assert all(p.split("/")[0] in ACTIONS for p in train)
+    assert {p.rsplit(".", 1)[1] for p in train} == {"mp4", "avi"}
+    caps = read_captions(tiny / "captions.csv")
+    assert set(caps) == set(train + val + test)
+    for p in train:
+        words = caps[p][0].split()
+        assert words[0] == "a" and words[1] in COLOURS and words[2] in SHAPES
+    assert len(read_split(tiny, None)) == 24
+
+
+def test_same_seed_same_clips_new_seed_fresh(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for d, s in ((a, 5), (b, 5), (c, 6)):
+        synthesize(d, (0, 0, 1), seed=s, codecs=("mjpg",), progress=False)
+    ma, mb, mc = ((d / "meta.csv").read_text().split("\n", 1)[1] for d in (a, b, c))
+    assert ma == mb and ma != mc
+
+
+def test_ucf101_style_folder_and_multiple_references(tmp_path):
+    frames = np.full((5, 24, 32, 3), 90, np.uint8)
+    for rel in ["Jump/v_Jump_g01_c01.avi", "Jump/v_Jump_g02_c01.avi", "Run/v_Run_g01_c01.avi"]:
+        write_video(tmp_path / rel, frames, codec="mjpg")
+    (tmp_path / "ucfTrainTestlist").mkdir()
+    (tmp_path / "ucfTrainTestlist/classInd.txt").write_text("1 Run\n2 Jump\n")
+    (tmp_path / "ucfTrainTestlist/trainlist01.txt").write_text("Jump/v_Jump_g01_c01.avi 2\nRun/v_Run_g01_c01.avi 1\n")
+    (tmp_path / "ucfTrainTestlist/testlist01.txt").write_text("Jump/v_Jump_g02_c01.avi\n")
+    with open(tmp_path / "captions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "caption"])
+        w.writerows([("Jump/v_Jump_g01_c01.avi", "A man jumps."), ("Jump/v_Jump_g01_c01.avi", "someone jumping")])
+    assert read_classes(tmp_path) == ["Run", "Jump"]
+    assert read_split(tmp_path, "train") == ["Jump/v_Jump_g01_c01.avi", "Run/v_Run_g01_c01.avi"]
+    assert read_split(tmp_path, "val") == []
+    cs = load_clipset(tmp_path, "train", FE, progress=False)
+    assert cs.labels.tolist() == [1, 0] and cs.frames.shape == (2, 4, 16, 16, 3)
+    assert cs.captions[0] == ["A man jumps.", "someone jumping"] and cs.captions[1] == []
+    assert tokenize("A man jumps.") == ["a", "man", "jumps"]
+
+
+def test_hash_split_without_lists(tmp_path):
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    for k in range(30):
+        write_video(tmp_path / f"c{k % 2}/clip{k}.avi", frames, codec="mjpg")
+    parts = [read_split(tmp_path, s) for s in ("train", "val", "test")]
+    assert sum(map(len, parts)) == 30 and len(set().union(*map(set, parts))) == 30
+    assert len(parts[0]) > len(parts[1])
+
+
+def test_bad_files_are_skipped_counted_and_cache_reused(tmp_path, capsys):
+    synthesize(tmp_path, (1, 0, 0), seed=0, codecs=("mjpg",), progress=False)
+    bad = tmp_path / "grow" / "broken.avi"
+    bad.write_bytes(b"not a video at all")
+    (tmp_path / "train.txt").write_text((tmp_path / "train.txt").read_text() + "grow/broken.avi\n")
+    cs = load_clipset(tmp_path, "train", FE, progress=False)
+    assert len(cs) == 6 and len(cs.skipped) == 1 and "broken.avi" in cs.skipped[0]
+    assert "broken.avi" in capsys.readouterr().err
+    assert list((tmp_path / ".cache").glob("train-*.pt"))
+    again = load_clipset(tmp_path, "train", FE, progress=False)
+    assert torch.equal(again.frames, cs.frames) and again.skipped == cs.skipped
+
+
+def test_augmentation_keeps_labels_true(tiny):
+    cs = load_clipset(tiny, "train", FE, progress=False)
+    plain = ClassifyDataset(cs, FE, augment=False)
+    aug = ClassifyDataset(cs, FE, augment=True, seed=0)
+    swap = {"move_left": "move_right", "move_right": "move_left", "move_up": "move_down", "move_down": "move_up",
+            "grow": "shrink", "shrink": "grow"}
+    changed = 0
+    for epoch in range(3):
+        aug.set_epoch(epoch)
+        for i in range(len(aug)):
+            x0, y0 = plain[i]
+            x1, y1 = aug[i]
+            if torch.equal(x0, x1):
+                assert y1 == y0
+                continue
+            changed += 1
+            name0, name1 = cs.classes[int(y0)], cs.classes[int(y1)]
+            if torch.equal(x1, x0.flip(-1)):  # left-right flip only
+                assert name1 == {"move_left": "move_right", "move_right": "move_left"}.get(name0, name0)
+            elif torch.equal(x1, x0.flip(0)):  # backwards only
+                assert name1 == swap[name0]
+            else:
+                assert torch.equal(x1, x0.flip(0).flip(-1))
+    assert changed > 0
+    aug.set_epoch(1)
+    assert all(torch.equal(aug[i][0], aug[i][0]) for i in range(3))  # seeded: same item, same result
+
+
+def test_vocab_and_caption_batches(tiny):
+    cs = load_clipset(tiny, "train", FE, progress=False)
+    vocab = Vocab.build(cs.captions)
+    assert vocab.itos[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+    assert Vocab.from_list(vocab.to_list()).itos == vocab.itos
+    ids = vocab.encode(cs.captions[0][0])
+    assert vocab.decode(ids) == cs.captions[0][0]
+    ds = CaptionDataset(cs, vocab, FE)
+    frames, tgt_in, tgt_out = collate_captions([ds[0], ds[1]])
+    assert frames.shape == (2, 4, 3, 16, 16)
+    assert (tgt_in[:, 0] == vocab.bos).all()
+    n = len(ds[0][1])
+    assert tgt_out[0, n] == vocab.eos and torch.equal(tgt_in[0, 1:n + 1], tgt_out[0, :n])
+
+
+def test_long_video_truth(tmp_path):
+    truth = render_long_video(tmp_path / "long.avi", segments=3, seconds=1.0, fps=8, size=(48, 64), codec="mjpg")
+    assert [t["start"] for t in truth] == [0.0, 1.0, 2.0] and all(t["action"] in ACTIONS for t in truth)
