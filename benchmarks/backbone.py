@@ -63,7 +63,7 @@ def time_fwd_bwd(module: nn.Module, x: torch.Tensor, device, repeats: int, warmu
         sync(device)
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return statistics.median(times) if times else float("nan")
 
 
 def interleaved(models: dict[str, nn.Module], x, device, repeats: int) -> dict[str, float]:

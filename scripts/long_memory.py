@@ -24,7 +24,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lstm-hidden", type=int, default=d.lstm_hidden)
     p.add_argument("--rnn-hidden", type=int, default=d.rnn_hidden)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (small recurrent nets run best on one)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--dry-run", action="store_true", help="a few steps on tiny data (CI)")
     return p

@@ -310,3 +310,17 @@ def test_initialisations_set_the_gate_biases():
     bi = m.bias_ih_l0[:H] + m.bias_hh_l0[:H]
     assert torch.all(bf >= 0) and torch.all(bf <= torch.log(torch.tensor(99.0)))
     torch.testing.assert_close(bi, -bf)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cudnn_path_equals_reference_on_cpu():
+    torch.manual_seed(13)
+    ref = lstm.LSTM(5, 16, 2, bidirectional=True, merge="sum", backend="reference")
+    gpu = lstm.LSTM(5, 16, 2, bidirectional=True, merge="sum").cuda()
+    gpu.load_state_dict(ref.state_dict())
+    x, lengths = seeded(4, 9, 5), torch.tensor([9, 4, 1, 7])
+    out_r, (h_r, c_r) = ref(x, lengths)
+    out_g, (h_g, c_g) = gpu(x.cuda(), lengths)
+    torch.testing.assert_close(out_g.cpu(), out_r, atol=1e-4, rtol=0)
+    torch.testing.assert_close(c_g.cpu(), c_r, atol=1e-4, rtol=0)
