@@ -52,8 +52,8 @@ def test_caption_model_shapes_and_bow_head():
     logp = m(x, tgt)
     assert logp.shape == (2, 7, 9)
     assert torch.allclose(logp.exp().sum(-1), torch.ones(2, 7), atol=1e-4)
-    logp2, bow = m(x, tgt, with_bow=True)
-    assert torch.equal(logp, logp2) and bow.shape == (2, 9)
+    logp2, bow, frame_bow = m(x, tgt, with_bow=True)
+    assert torch.equal(logp, logp2) and bow.shape == (2, 9) and frame_bow.shape == (2, 5, 9)
 
 
 def test_greedy_equals_beam_of_width_one():

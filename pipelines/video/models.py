@@ -94,10 +94,12 @@ class VideoFrameBaseline(nn.Module):
 class VideoCaptioner(nn.Module):
     """Frames (B, T, 3, H, W) -> FrameCNN features (B, T, F) -> Seq2Seq (LSTM encoder, attention decoder).
 
-    ``bow_head`` adds a bag-of-words head on the mean encoder output: during training it predicts
-    which words the caption holds (multi-label), an auxiliary loss derived from the captions alone
-    that gives the frame CNN a direct signal for every content word (colour, shape, action) instead
-    of only the slow one through attention under teacher forcing.
+    ``bow_head`` adds two bag-of-words heads used only in training: one on the mean encoder output
+    and one on every frame's CNN features; both predict which words the caption holds (multi-label).
+    This auxiliary loss comes from the captions alone, and gives the frame CNN a direct signal for
+    the words a single frame shows (colour, shape) — through teacher-forced attention alone, a
+    from-scratch CNN learns shapes very slowly.  The frame head cannot know the action words (no
+    single frame shows them): that part of its loss just stays at its floor.
     """
 
     def __init__(self, vocab_size: int, frame_cnn: dict | None = None, hidden_size: int = 128,
@@ -108,19 +110,24 @@ class VideoCaptioner(nn.Module):
         self.seq2seq = Seq2Seq(self.cnn.feature_size, vocab_size, hidden_size, embed_size, enc_layers, dec_layers,
                                bidirectional_encoder=True, dropout=dropout)
         self.bow = nn.Linear(self.seq2seq.encoder.output_size, vocab_size) if bow_head else None
+        self.frame_bow = nn.Linear(self.cnn.feature_size, vocab_size) if bow_head else None
 
     def features(self, frames: Tensor) -> Tensor:
         B, T = frames.shape[:2]
         return self.cnn(frames.flatten(0, 1)).view(B, T, -1)
 
     def forward(self, frames: Tensor, tgt_in: Tensor, with_bow: bool = False):
-        """Teacher forcing: tgt_in (B, L) from BOS -> log-probs (B, L, V); with ``with_bow`` also the
-        bag-of-words logits (B, V) (None without a bow head)."""
-        memory = self.seq2seq.encode(self.features(frames))
+        """Teacher forcing: tgt_in (B, L) from BOS -> log-probs (B, L, V); with ``with_bow`` returns
+        ``(log_probs, clip_bow (B, V), frame_bow (B, T, V))``, the bag-of-words logits (None without
+        the heads)."""
+        feats = self.features(frames)
+        memory = self.seq2seq.encode(feats)
         logp = self.seq2seq.decoder(memory, None, tgt_in)
         if not with_bow:
             return logp
-        return logp, (self.bow(memory.mean(1)) if self.bow is not None else None)
+        if self.bow is None:
+            return logp, None, None
+        return logp, self.bow(memory.mean(1)), self.frame_bow(feats)
 
     @torch.no_grad()
     def generate(self, frames: Tensor, bos: int, eos: int, max_len: int = 12, beam_size: int = 1) -> list[list[int]]:

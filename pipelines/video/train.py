@@ -39,7 +39,7 @@ class VideoTrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     augment: bool = True
-    bow_weight: float = 0.1  # captioning: weight of the bag-of-words auxiliary loss (per word of the vocabulary)
+    bow_weight: float = 0.2  # captioning: weight of the bag-of-words auxiliary loss (per word of the vocabulary)
     target: float | None = None  # stop once the validation metric reaches this
     max_steps: int | None = None
     progress: bool = True
@@ -138,7 +138,7 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
 
         def loss_fn(m, batch):
             x, tgt_in, tgt_out = batch
-            logp, bow = m(x, tgt_in, with_bow=True)
+            logp, bow, frame_bow = m(x, tgt_in, with_bow=True)
             nll = F.nll_loss(logp.flatten(0, 1), tgt_out.flatten(), ignore_index=Vocab.pad)
             if bow is None:
                 return nll
@@ -146,7 +146,10 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
             target = torch.zeros_like(bow).scatter_(1, tgt_out, 1.0)
             target[:, :len(Vocab.SPECIALS)] = 0
             aux = F.binary_cross_entropy_with_logits(bow, target)
-            return nll + cfg.bow_weight * aux * bow.shape[1], {"nll": float(nll), "bow": float(aux)}
+            aux_f = F.binary_cross_entropy_with_logits(frame_bow, target.unsqueeze(1).expand_as(frame_bow))
+            V = bow.shape[1]  # summed over the vocabulary, averaged over clips (and frames)
+            loss = nll + cfg.bow_weight * V * (aux + aux_f)
+            return loss, {"nll": float(nll.detach()), "bow": float(aux.detach()), "frame_bow": float(aux_f.detach())}
 
         def evaluate(m):
             keep = [i for i, c in enumerate(val_set.captions) if c]

@@ -1,0 +1,155 @@
+"""Video pipeline throughput, side by side in one run.
+
+1. Front end: decode + sample + resize + normalise (``encoders.video.load_clip``) in decoded frames per
+   second, next to opencv decoding alone and ffmpeg's own decode rate of the same files
+   (``ffmpeg -i f -f null -``, one process per file, like the pipeline's one open per clip).
+2. Models: training and inference clips per second of every registered video model on CPU.
+
+    python benchmarks/video.py [--clips 48] [--threads 1] [--out benchmarks/results/video-cpu.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def machine(threads: int, note: str) -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": threads,
+            "python": platform.python_version(), "load_average_at_start": load, "note": note}
+
+
+def bench_front_end(paths: list[Path], fe) -> dict:
+    from encoders.io.video import ffmpeg_decode_seconds, probe_video, read_video
+    from encoders.video import load_clip
+
+    frames = sum(probe_video(p).frames for p in paths)
+    t = time.perf_counter()
+    for p in paths:
+        read_video(p)  # full-size decode, RGB conversion
+    t_cv = time.perf_counter() - t
+    t = time.perf_counter()
+    for p in paths:
+        load_clip(p, fe)  # decode + resize while decoding + sample + normalise
+    t_ours = time.perf_counter() - t
+    t_ff = ffmpeg_decode_seconds(paths, threads=1)
+    return {
+        "clips": len(paths), "decoded_frames": frames,
+        "ours_decode_sample_encode_fps": frames / t_ours, "ours_clips_per_s": len(paths) / t_ours,
+        "opencv_decode_only_fps": frames / t_cv,
+        "ffmpeg_decode_fps": frames / t_ff,
+        "ratio_ours_vs_ffmpeg": (frames / t_ours) / (frames / t_ff),
+        "ratio_opencv_vs_ffmpeg": (frames / t_cv) / (frames / t_ff),
+    }
+
+
+def bench_models(fe, batch: int = 16, steps: int = 6) -> dict:
+    from pipelines.registry import get_model
+    from pipelines.video import models  # noqa: F401
+
+    T, (H, W) = fe.num_frames, fe.size
+    out = {}
+    torch.manual_seed(0)
+    x = torch.randn(batch, T, 3, H, W)
+    for name in ("video-cnn-lstm", "video-convlstm", "video-frame", "video-caption"):
+        cap = name == "video-caption"
+        m = get_model(name, vocab_size=20) if cap else get_model(name, num_classes=6)
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+        tgt = torch.randint(4, 20, (batch, 6))
+        y = torch.randint(0, 6, (batch,))
+        m.train()
+        for i in range(steps + 1):
+            if i == 1:
+                t = time.perf_counter()
+            if cap:
+                logp, bow, fbow = m(x, tgt, with_bow=True)
+                loss = F.nll_loss(logp.flatten(0, 1), tgt.flatten()) + bow.mean() + fbow.mean()
+            else:
+                loss = F.cross_entropy(m(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        train_cps = batch * steps / (time.perf_counter() - t)
+        m.eval()
+        xb = torch.randn(64, T, 3, H, W)
+        with torch.no_grad():
+            for i in range(3):
+                if i == 1:
+                    t = time.perf_counter()
+                m.generate(xb, 1, 2, 8, 1) if cap else m(xb)
+        infer_cps = 64 * 2 / (time.perf_counter() - t)
+        out[name] = {"train_clips_per_s": train_cps, "infer_clips_per_s": infer_cps,
+                     "params": sum(p.numel() for p in m.parameters())}
+        if cap:
+            with torch.no_grad():
+                t = time.perf_counter()
+                m.generate(xb[:16], 1, 2, 8, 5)
+            out[name]["beam5_clips_per_s"] = 16 / (time.perf_counter() - t)
+    return out
+
+
+def main(args) -> dict:
+    torch.set_num_threads(args.threads)
+    from encoders.io.video import write_video
+    from encoders.video import VideoFrontEndConfig
+    from pipelines.video.synth import ACTIONS, random_spec, render
+
+    fe = VideoFrontEndConfig()
+    res = {"machine": machine(args.threads, args.note), "front_end_config": fe.to_dict()}
+    with tempfile.TemporaryDirectory() as d:
+        by_codec = {}
+        for codec in ("mp4v", "mjpg", "xvid", "h264"):
+            paths = []
+            for k in range(args.clips // 4):
+                rng = np.random.default_rng([1, k])
+                spec = random_spec(rng, ACTIONS[k % 6], seed=k, width=320, height=240, frames=30)
+                paths.append(write_video(Path(d) / f"{codec}_{k}{'.avi' if codec in ('mjpg', 'xvid') else '.mp4'}",
+                                         render(spec), 25, codec))
+            by_codec[codec] = bench_front_end(paths, fe)
+            print(f"{codec:>5}: ours {by_codec[codec]['ours_decode_sample_encode_fps']:7.0f} frames/s, "
+                  f"opencv decode {by_codec[codec]['opencv_decode_only_fps']:7.0f}, "
+                  f"ffmpeg {by_codec[codec]['ffmpeg_decode_fps']:7.0f}  "
+                  f"(ours/ffmpeg {by_codec[codec]['ratio_ours_vs_ffmpeg']:.2f})", file=sys.stderr)
+        res["front_end"] = {"clip_size": "320x240, 30 frames", "by_codec": by_codec}
+    res["models"] = bench_models(fe)
+    for k, v in res["models"].items():
+        print(f"{k:>15}: train {v['train_clips_per_s']:6.1f} clips/s, inference {v['infer_clips_per_s']:6.1f} clips/s",
+              file=sys.stderr)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(json.dumps(res))
+    return res
+
+
+def get_args_parser():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=48, help="clips rendered (split over 4 codecs)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--note", default="measured on a CPU shared with other jobs (contended); ratios are more "
+                                      "meaningful than absolute rates")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "video-cpu.json"))
+    return ap
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
