@@ -297,14 +297,16 @@ def encode_notes(notes: Sequence[Note], vocab: MidiVocab, bos_eos: bool = False)
     return ids
 
 
-def decode_tokens(ids: Sequence[int], vocab: MidiVocab, return_end: bool = False):
+def decode_tokens(ids: Sequence[int], vocab: MidiVocab, return_end: bool = False, max_note_steps: int | None = None):
     """Notes of a token sequence; tolerant of any sequence a sampler can produce.
 
     PAD/BOS are ignored and EOS stops; a NOTE_OFF with no sounding note is ignored; a NOTE_ON of a
     sounding pitch ends the earlier note there (or is ignored at the same instant); notes still
     sounding at the end are closed at the final time (one step after their onset at least), so no
-    note is ever left stuck.  Returns notes sorted by (start, program, pitch) (and the end time in
-    steps with ``return_end``).
+    note is ever left stuck.  ``max_note_steps``: a note sounding longer is ended after that many steps
+    (as Magenta's ``max_note_duration``: a sampler that forgot a NOTE_OFF does not hold a note for the
+    rest of the piece).  Returns notes sorted by (start, program, pitch) (and the end time in steps with
+    ``return_end``).
     """
     c = vocab.config
     t, prog = 0, 0
@@ -340,6 +342,8 @@ def decode_tokens(ids: Sequence[int], vocab: MidiVocab, return_end: bool = False
     end = max([t] + [n.end for n in notes])
     for (p, pitch), (s, vv) in sounding.items():
         notes.append(Note(s, max(end, s + 1), pitch, vv, p))
+    if max_note_steps is not None:
+        notes = [n._replace(end=min(n.end, n.start + max_note_steps)) for n in notes]
     notes.sort(key=lambda n: (n.start, n.program, n.pitch))
     if return_end:
         return notes, max([end] + [n.end for n in notes])
@@ -442,6 +446,12 @@ def estimate_key(notes: Sequence[Note]) -> tuple[int, str]:
     hist = np.zeros(12)
     for n in notes:
         hist[n.pitch % 12] += n.end - n.start
+    return key_from_histogram(hist)
+
+
+def key_from_histogram(hist: Sequence[float]) -> tuple[int, str]:
+    """Best-correlated key of a (duration-weighted) pitch-class histogram (12,), C first."""
+    hist = np.asarray(hist, dtype=np.float64)
     best, key = -np.inf, (0, "major")
     if hist.sum() == 0:
         return key
@@ -463,5 +473,5 @@ __all__ = [
     "MidiVocabConfig", "MidiVocab", "Note", "PERFORMANCE", "CHORALE", "PRESETS", "TIME_UNITS", "velocity_bin",
     "bin_velocity", "quantize", "clean_notes", "encode_notes", "decode_tokens", "notes_to_midi", "midi_to_notes",
     "midi_to_tokens", "tokens_to_midi", "transpose_notes", "transpose_tokens", "transpose_range", "pianoroll",
-    "estimate_key", "shift_to_c",
+    "estimate_key", "key_from_histogram", "shift_to_c",
 ]

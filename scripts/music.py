@@ -74,6 +74,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--primer", default=None, help="a MIDI file to continue")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-note-steps", type=int, default=None,
+                   help="longest note written, in grid steps (default: the training data's longest)")
     g.add_argument("--json", action="store_true")
 
     s = sub.add_parser("stats", help="pitch classes, note density, polyphony, pitch range of files/folders")
@@ -145,7 +147,7 @@ def cmd_generate(args) -> int:
     if args.num < 1:
         raise ValueError("--num must be >= 1")
     res = generate_files(args.checkpoint, args.out, args.num, args.seconds, args.tokens, args.temperature,
-                         args.top_k, args.top_p, args.primer, args.seed)
+                         args.top_k, args.top_p, args.primer, args.seed, max_note_steps=args.max_note_steps)
     lines = [f"{r['midi']} ({r['n_notes']} notes, {r['seconds']} s), piano roll {r['png']}" for r in res]
     _emit(args, {"files": res}, "\n".join(lines))
     return 0

@@ -102,8 +102,9 @@ def clip_notes(notes: Sequence[Note], end_step: int) -> list[Note]:
     return [n._replace(end=min(n.end, end_step)) for n in notes if n.start < end_step]
 
 
-def tokens_to_pretty_midi(tokens: Sequence[int], vocab: MidiVocab, max_steps: int | None = None):
-    notes = decode_tokens(tokens, vocab)
+def tokens_to_pretty_midi(tokens: Sequence[int], vocab: MidiVocab, max_steps: int | None = None,
+                          max_note_steps: int | None = None):
+    notes = decode_tokens(tokens, vocab, max_note_steps=max_note_steps)
     if max_steps is not None:
         notes = clip_notes(notes, max_steps)
     return notes_to_midi(notes, vocab.config)

@@ -54,11 +54,13 @@ def _out_paths(out: Path, num: int) -> list[Path]:
 
 def generate_files(checkpoint: str | Path, out: str | Path, num: int = 1, seconds: float | None = None,
                    tokens: int | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                   primer: str | Path | None = None, seed: int = 0, device: str = "cpu") -> list[dict]:
+                   primer: str | Path | None = None, seed: int = 0, device: str = "cpu",
+                   max_note_steps: int | None = None) -> list[dict]:
     """Write ``num`` generated MIDI files (and a piano-roll PNG beside each).
 
     Length: ``tokens`` = event tokens per piece (piano-roll models: frames), primer included; or
-    ``seconds`` per piece, primer included (default 30 s).  A primer at least as long as the requested
+    ``seconds`` per piece, primer included (default 30 s).  ``max_note_steps``: longest note written (grid
+    steps); default: the longest note of the training data (stored in the checkpoint), else no limit.  A primer at least as long as the requested
     length raises ValueError; a primer without notes is ignored with a warning on stderr.
     Returns one dict per file: ``{"midi", "png", "n_notes", "seconds", "pitch_min", "pitch_max"}``.
     """
@@ -90,7 +92,8 @@ def generate_files(checkpoint: str | Path, out: str | Path, num: int = 1, second
         budget = tokens - len(ptoks) if tokens is not None else max(64, 8 * max_steps)
         seqs = sample_tokens(model, vocab, num, budget, max_steps, temperature, top_k, top_p, ptoks, seed,
                              device=device)
-        pms = [tokens_to_pretty_midi(s, vocab, max_steps) for s in seqs]
+        max_note = max_note_steps if max_note_steps is not None else extra.get("max_note_steps")
+        pms = [tokens_to_pretty_midi(s, vocab, max_steps, max_note) for s in seqs]
     else:
         prcfg = PianoRollConfig.from_dict(extra["pianoroll"])
         fsec = vcfg.seconds_per_step * prcfg.frame_steps

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from encoders.io import SkipCounter
-from encoders.midi import PRESETS, MidiVocab, MidiVocabConfig
+from encoders.midi import PRESETS, MidiVocab, MidiVocabConfig, decode_tokens
 from pipelines.registry import get_model
 from pipelines.trainer import TrainConfig, Trainer, load_for_inference, seed_everything
 
@@ -85,6 +85,11 @@ class CarriedStateLoss:
         return loss
 
 
+def max_note_steps(pieces, vocab: MidiVocab) -> int:
+    """Longest note (grid steps) among token pieces."""
+    return max((n.end - n.start for p in pieces for n in decode_tokens(p, vocab)), default=1)
+
+
 def roll_loss(model: nn.Module, batch):
     """Mean over valid frames of the summed per-pitch BCE (= NLL per frame)."""
     rolls, lengths = batch
@@ -129,6 +134,7 @@ def train(data_dir: str | Path, out_dir: str | Path, cfg: MusicTrainConfig = Mus
                            progress=cfg.progress, device=cfg.device, log_every=10)
         loss_fn, collate = CarriedStateLoss(), first_item
         extra["unigram_counts"] = unigram_counts(train_p, len(vocab)).tolist()
+        extra["max_note_steps"] = max_note_steps(train_p, vocab)  # generation never holds a note longer
 
         def evaluate(m):
             dev = next(m.parameters()).device
