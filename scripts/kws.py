@@ -102,7 +102,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="synth -> train -> eval -> detect, end to end")
     m.add_argument("--out", default="runs/demo-kws")
     m.add_argument("--data", default=None, help="dataset folder (default: OUT/data; reused when present)")
-    m.add_argument("--epochs", type=int, default=None)
+    m.add_argument("--epochs", type=int, default=8,
+                   help="training epochs (8: the demo's short run; `train` defaults to the full 15)")
     return p
 
 
@@ -245,7 +246,7 @@ def cmd_demo(args):
         cmd_synth(ns(out=str(data), variants_per_accent=None, flite_takes=None, espeak_takes=None, words=None, workers=2, seed=0,
                      json=False))
     t1 = time.time()
-    log("[2/4] training (default configuration)")
+    log(f"[2/4] training (default configuration, {args.epochs} epochs)")
     summary = cmd_train(ns(data=str(data), out=str(out / "run"), preset=None, words=None, epochs=args.epochs,
                            batch_size=None, lr=None, hidden=None, layers=None, bidirectional=False, features=None,
                            no_augment=False, max_steps=None, seed=0, threads=2, fresh=False, json=False))

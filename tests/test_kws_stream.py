@@ -58,22 +58,45 @@ def test_bidirectional_pools_and_refuses_to_stream():
         StreamingDetector(m, make_labels(["a", "b", "c"]))
 
 
-def test_detection_threshold_and_suppression():
+def test_one_detection_while_the_score_stays_high():
     labels = make_labels(["yes", "no", "up"])
     m = model()
     with torch.no_grad():  # a rigged head: always "no" (index 3) with p ~ 0.99
         m.head.weight.zero_()
         m.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 7.0, 0.0]))
-    res = detect(m, labels, np.zeros(5 * 16000, np.float32), DetectConfig(block_ms=70, average_ms=200,
+    res = detect(m, labels, np.zeros(5 * 16000, np.float32), DetectConfig(block_ms=70, average_ms=210,
                                                                           threshold=0.9, suppression_ms=1500))
-    times = [t for t, w, s in res["detections"]]
-    assert [w for _, w, _ in res["detections"]] == ["no"] * len(times) and len(times) == 4
-    assert np.allclose(np.diff(times), 1.5, atol=0.031)  # 30 ms steps  # one per suppression period
-    assert res["detections"][0][2] > 0.9 and res["rtf"] > 0
-    # silence/unknown never fire, however confident
-    with torch.no_grad():
+    assert [(w, s > 0.9) for _, w, s in res["detections"]] == [("no", True)] and res["rtf"] > 0
+    # the first step ends at 30 ms + window edge: detection at the first step, (3*1-1)*10 ms + 32 ms
+    assert abs(res["detections"][0][0] - 0.052) < 1e-6
+    with torch.no_grad():  # silence/unknown never fire, however confident
         m.head.bias.copy_(torch.tensor([9.0, 0.0, 0.0, 0.0, 0.0]))
     assert detect(m, labels, np.zeros(3 * 16000, np.float32))["detections"] == []
+
+
+class Scripted(StreamingDetector):
+    """The detection logic fed a scripted posterior sequence instead of a model's."""
+
+    def __init__(self, script, *a, **k):
+        super().__init__(*a, **k)
+        self.script = list(script)
+
+    def step_logits(self, samples):
+        out, self.script = self.script[:3], self.script[3:]
+        return torch.stack(out) if out else torch.zeros(0, len(self.labels))
+
+
+def test_threshold_suppression_and_rearming():
+    labels = make_labels(["yes", "no"])
+    hi_no, hi_yes, low = (torch.tensor(v).log() for v in ([.02, .02, .02, .94], [.02, .02, .94, .02], [.9, .04, .03, .03]))
+    # steps are 30 ms: "no" 0.6 s, dip 0.15 s, "no" 0.6 s (inside suppression), quiet 1.5 s, "yes" 0.3 s
+    script = [hi_no] * 20 + [low] * 5 + [hi_no] * 20 + [low] * 50 + [hi_yes] * 10 + [low] * 10
+    det = Scripted(script, model(), labels, DetectConfig(average_ms=30, threshold=0.8, suppression_ms=1500))
+    found = []
+    for _ in range(len(script) // 3 + 1):
+        found += det.push(torch.zeros(1))
+    assert [w for _, w, _ in found] == ["no", "yes"]
+    assert abs(found[1][0] - found[0][0] - 95 * 0.03) < 1e-6
 
 
 def test_block_size_does_not_change_detections():

@@ -20,13 +20,14 @@ class DetectConfig:
 
     block_ms: audio handed to the model at once (latency vs. per-call overhead; any size gives the
         same posteriors).  average_ms: window of the posterior moving average.  threshold: smoothed
-        posterior a keyword must reach.  suppression_ms: no new detection this soon after one.
+        posterior a keyword must reach.  suppression_ms: no new detection this soon after one, and none
+        before the smoothed score has fallen below the threshold again (one word, one detection).
     """
 
     block_ms: float = 200.0
     average_ms: float = 500.0
     threshold: float = 0.7
-    suppression_ms: float = 1000.0
+    suppression_ms: float = 1500.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +58,7 @@ class StreamingDetector:
         self.history = torch.zeros(0, len(self.labels))  # the last `window` posteriors
         self.t = 0  # frames seen
         self.last_time = -1e9
+        self.armed = True  # the score went below the threshold since the last detection
 
     @torch.inference_mode()
     def step_logits(self, samples: torch.Tensor) -> torch.Tensor:
@@ -85,12 +87,16 @@ class StreamingDetector:
         smooth = smooth.masked_fill(~self.keyword, 0.0)
         score, idx = smooth.max(1)
         out = []
-        for k in torch.nonzero(score >= self.cfg.threshold).flatten().tolist():
+        thr = self.cfg.threshold
+        for k, (sc, ix) in enumerate(zip(score.tolist(), idx.tolist())):
+            if sc < thr:
+                self.armed = True
+                continue
             frame = (self.t + k + 1) * self.stack - 1  # the step's last 10 ms frame
             t = (frame * self.fc.hop_length + self.fc.n_fft) / self.fc.sample_rate  # its end
-            if (t - self.last_time) * 1000 >= self.cfg.suppression_ms:
-                self.last_time = t
-                out.append((round(t, 3), self.labels[int(idx[k])], round(float(score[k]), 4)))
+            if self.armed and (t - self.last_time) * 1000 >= self.cfg.suppression_ms:
+                self.last_time, self.armed = t, False
+                out.append((round(t, 3), self.labels[ix], round(sc, 4)))
         self.t += n
         return out
 
