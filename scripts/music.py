@@ -85,7 +85,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="corpus subset → brief training → eval → generate MIDI + PNGs → stats")
     d.add_argument("--out", default="runs/demo-music")
     d.add_argument("--limit", type=int, default=120, help="chorales in the demo corpus (music21's first N)")
-    d.add_argument("--epochs", type=int, default=12)
+    d.add_argument("--epochs", type=int, default=10)
     d.add_argument("--json", action="store_true")
     return p
 

@@ -177,3 +177,30 @@ def test_folk_tunes_through_abc2midi_and_split_lists(tmp_path):
     assert sorted(f for v in lists.values() for f in v) == mids
     for s, fs in lists.items():
         assert all(split_of(f.relative_to(tmp_path / "corpus").as_posix()) == s for f in fs)
+
+
+def test_forgotten_note_off_is_capped_at_max_note_steps():
+    vocab = MidiVocab(CHORALE)
+    ids = [vocab.note_on(60), vocab.note_on(64), vocab.shift(4), vocab.note_off(64)] + [vocab.shift(16)] * 4
+    notes = decode_tokens(ids, vocab)  # 60 never ends: closed at the end of the piece
+    assert [(n.pitch, n.start, n.end) for n in notes] == [(60, 0, 68), (64, 0, 4)]
+    capped = decode_tokens(ids, vocab, max_note_steps=12)
+    assert [(n.pitch, n.start, n.end) for n in capped] == [(60, 0, 12), (64, 0, 4)]
+
+
+def test_stats_of_a_transposed_piece_match_in_c(tmp_path):
+    from pipelines.music.stats import distance, midi_stats
+
+    pm = read_midi(DATA / "bwv269.mid")  # G major
+    up = pretty_midi.PrettyMIDI(str(DATA / "bwv269.mid"))
+    for inst in up.instruments:
+        for n in inst.notes:
+            n.pitch += 3
+    a, b = midi_stats(pm), midi_stats(up)
+    assert a["key"] == [7, "major"] and b["key"] == [10, "major"]
+    assert a["polyphony"] == pytest.approx(b["polyphony"]) and 3.0 < a["polyphony"] <= 4.5
+    assert b["pitch_mean"] == pytest.approx(a["pitch_mean"] + 3)
+    from pipelines.music.stats import aggregate
+    d = distance(aggregate([a]), aggregate([b]))
+    assert d["pitch_class_in_c_l1"] == pytest.approx(0.0, abs=1e-12) and d["pitch_class_l1"] > 0.3
+    assert d["note_density_rel"] == pytest.approx(0.0, abs=1e-12) and d["pitch_mean_abs"] == pytest.approx(3.0)
