@@ -28,8 +28,9 @@ MODELS = {"cnn-lstm": "video-cnn-lstm", "convlstm": "video-convlstm", "frame": "
 
 def get_args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("VIDEO_THREADS", 1)),
-                    help="torch CPU threads (default 1: the convs are small, and a shared CPU gets slower with more)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("VIDEO_THREADS", 0)),
+                    help="torch CPU threads, at most 2 (default: 2 on an idle machine, 1 when the CPU is already "
+                         "busy: with other jobs running, 2 threads made the small convs up to 10x slower here)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("synth", help="render labelled clips with opencv")
@@ -47,7 +48,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--model", default="cnn-lstm", help=f"classify: one of {', '.join(MODELS)} (or a registry name)")
-    p.add_argument("--epochs", type=int, default=None, help="default: 25 (classify), 30 (caption)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 25 (classify), 40 (caption)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--frames", type=int, default=8, help="T frames sampled per clip")
@@ -57,6 +58,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--init-from", default=None,
+                   help="checkpoint whose frame CNN initialises this model (e.g. the trained classifier)")
+    p.add_argument("--target", type=float, default=None,
+                   help="stop once the validation metric (accuracy / exact match) reaches this")
     p.add_argument("--fresh", action="store_true", help="do not resume from OUT/last.pt")
     p.add_argument("--json", action="store_true")
 
@@ -86,8 +91,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="render -> train classify -> train caption -> eval -> label -> caption")
     p.add_argument("--out", default="runs/demo-video")
     p.add_argument("--data", default=None, help="default: OUT/clips")
-    p.add_argument("--train", type=int, default=150, help="training clips per action")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--train", type=int, default=100, help="training clips per action")
+    p.add_argument("--epochs", type=int, default=25, help="classifier epochs")
+    p.add_argument("--caption-epochs", type=int, default=30)
     p.add_argument("--json", action="store_true")
     return ap
 
@@ -120,10 +126,10 @@ def cmd_train(args) -> dict:
     else:
         model = MODELS.get(args.model, args.model)
     fe = {"num_frames": args.frames, "size": [args.size, args.size], "sampling": args.sampling, "stride": args.stride}
-    epochs = args.epochs or (25 if args.task == "classify" else 30)
+    epochs = args.epochs or (25 if args.task == "classify" else 40)
     cfg = VideoTrainConfig(task=args.task, model=model, frontend=fe, epochs=epochs, batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, augment=not args.no_augment, max_steps=args.max_steps,
-                           progress=not args.json)
+                           progress=not args.json, init_from=args.init_from, target=args.target)
     res = train(args.data, args.out, cfg, resume=not args.fresh)
     res["checkpoint"] = str(Path(args.out) / "best.pt")
     _emit(res, args.json, f"trained {model} for {res['step']} steps in {res['seconds']:.0f} s; "
@@ -216,7 +222,8 @@ def cmd_caption(args) -> dict:
 def cmd_demo(args) -> dict:
     from pipelines.video.demo import run_demo
 
-    res = run_demo(args.out, data=args.data, train_per_class=args.train, epochs=args.epochs, quiet=args.json)
+    res = run_demo(args.out, data=args.data, train_per_class=args.train, epochs=args.epochs,
+                   caption_epochs=args.caption_epochs, quiet=args.json)
     if args.json:
         print(json.dumps(res))
     return res
@@ -225,7 +232,11 @@ def cmd_demo(args) -> dict:
 def main(args) -> dict:
     import torch
 
-    torch.set_num_threads(max(1, min(args.threads, 2)))
+    threads = args.threads
+    if threads <= 0:
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        threads = 2 if busy < 1.0 and (os.cpu_count() or 1) >= 2 else 1
+    torch.set_num_threads(max(1, min(threads, 2)))
     t0 = time.time()
     try:
         res = {"synth": cmd_synth, "train": cmd_train, "eval": cmd_eval, "label": cmd_label, "caption": cmd_caption,

@@ -19,8 +19,8 @@ def _log(msg: str) -> None:
     print(f"[demo] {msg}", file=sys.stderr, flush=True)
 
 
-def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: int = 150, epochs: int = 20,
-             caption_epochs: int | None = None, baseline_epochs: int = 6, quiet: bool = False) -> dict:
+def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: int = 100, epochs: int = 25,
+             caption_epochs: int = 30, baseline_epochs: int = 5, quiet: bool = False) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -46,7 +46,7 @@ def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: i
     runs = {}
     for name, model, task, ep in [("classify", "video-cnn-lstm", "classify", epochs),
                                   ("frame", "video-frame", "classify", baseline_epochs),
-                                  ("caption", "video-caption", "caption", caption_epochs or epochs)]:
+                                  ("caption", "video-caption", "caption", caption_epochs)]:
         t = time.time()
         _log(f"training {model} ({task}, {ep} epochs)")
         cfg = VideoTrainConfig(task=task, model=model, frontend=FRONTEND, epochs=ep, progress=progress)

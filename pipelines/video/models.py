@@ -104,17 +104,24 @@ class VideoCaptioner(nn.Module):
 
     def __init__(self, vocab_size: int, frame_cnn: dict | None = None, hidden_size: int = 128,
                  embed_size: int | None = 64, enc_layers: int = 1, dec_layers: int = 1, dropout: float = 0.1,
-                 bow_head: bool = True):
+                 bow_head: bool = True, bidirectional_encoder: bool = True, motion_features: bool = True):
         super().__init__()
         self.cnn = _cnn(frame_cnn)
-        self.seq2seq = Seq2Seq(self.cnn.feature_size, vocab_size, hidden_size, embed_size, enc_layers, dec_layers,
-                               bidirectional_encoder=True, dropout=dropout)
+        self.motion_features = motion_features
+        n_in = self.cnn.feature_size * (2 if motion_features else 1)
+        self.seq2seq = Seq2Seq(n_in, vocab_size, hidden_size, embed_size, enc_layers, dec_layers,
+                               bidirectional_encoder=bidirectional_encoder, dropout=dropout)
         self.bow = nn.Linear(self.seq2seq.encoder.output_size, vocab_size) if bow_head else None
         self.frame_bow = nn.Linear(self.cnn.feature_size, vocab_size) if bow_head else None
 
     def features(self, frames: Tensor) -> Tensor:
+        """(B, T, 3, H, W) -> encoder input (B, T, F), or (B, T, 2F) with the frame-to-frame feature
+        differences appended (``motion_features``: motion made explicit for the encoder)."""
         B, T = frames.shape[:2]
-        return self.cnn(frames.flatten(0, 1)).view(B, T, -1)
+        f = self.cnn(frames.flatten(0, 1)).view(B, T, -1)
+        if self.motion_features:
+            f = torch.cat([f, torch.diff(f, dim=1, prepend=f[:, :1])], dim=-1)
+        return f
 
     def forward(self, frames: Tensor, tgt_in: Tensor, with_bow: bool = False):
         """Teacher forcing: tgt_in (B, L) from BOS -> log-probs (B, L, V); with ``with_bow`` returns
@@ -127,7 +134,7 @@ class VideoCaptioner(nn.Module):
             return logp
         if self.bow is None:
             return logp, None, None
-        return logp, self.bow(memory.mean(1)), self.frame_bow(feats)
+        return logp, self.bow(memory.mean(1)), self.frame_bow(feats[..., :self.cnn.feature_size])
 
     @torch.no_grad()
     def generate(self, frames: Tensor, bos: int, eos: int, max_len: int = 12, beam_size: int = 1) -> list[list[int]]:

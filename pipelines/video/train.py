@@ -41,6 +41,7 @@ class VideoTrainConfig:
     augment: bool = True
     bow_weight: float = 0.2  # captioning: weight of the bag-of-words auxiliary loss (per word of the vocabulary)
     target: float | None = None  # stop once the validation metric reaches this
+    init_from: str | None = None  # checkpoint whose frame CNN initialises this model's (transfer)
     max_steps: int | None = None
     progress: bool = True
 
@@ -161,9 +162,35 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
             return {"exact_match": s["exact_match"], "bleu4": s["bleu4"]}
 
         trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, collate_fn=collate_captions, extra=extra)
+    if cfg.init_from and not (resume and (out / "last.pt").exists()):
+        copied = init_frame_cnn(model, cfg.init_from)
+        print(f"video: frame CNN initialised from {cfg.init_from} ({copied} tensors)", file=sys.stderr)
     result = trainer.fit(resume=resume)
     (out / "train_result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _frame_cnn(model: torch.nn.Module):
+    from encoders.video import FrameCNN
+
+    return next((m for m in model.modules() if isinstance(m, FrameCNN)), None)
+
+
+def init_frame_cnn(model: torch.nn.Module, checkpoint: str | Path) -> int:
+    """Copy the frame CNN weights of another video checkpoint (e.g. the trained classifier) into
+    ``model``'s frame CNN; the configs must match.  Returns the number of tensors copied."""
+    from pipelines.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    src = build_model(ck["extra"])
+    src.load_state_dict(ck["model"])
+    a, b = _frame_cnn(src), _frame_cnn(model)
+    if a is None or b is None:
+        raise ValueError(f"{checkpoint}: no frame CNN to initialise from")
+    if a.cfg != b.cfg:
+        raise ValueError(f"{checkpoint}: frame CNN config {a.cfg} differs from {b.cfg}")
+    b.load_state_dict(a.state_dict())
+    return len(a.state_dict())
 
 
 def _subset(cs: ClipSet, idx: torch.Tensor) -> ClipSet:
