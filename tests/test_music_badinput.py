@@ -149,7 +149,7 @@ def test_primer_longer_than_request_or_empty(tmp_path, bad_files, capsys):
     with pytest.raises(DecodeError):
         generate_files(ck, tmp_path / "c.mid", tokens=40, primer=bad_files["corrupt"])
     # a short primer is kept verbatim at the start
-    res = generate_files(ck, tmp_path / "d.mid", seconds=60, primer=DATA / "bwv286.mid", seed=1)
+    res = generate_files(ck, tmp_path / "d.mid", seconds=16, primer=DATA / "bwv286.mid", seed=1)  # primer: 12 s
     prim = midi_to_notes(read_midi(DATA / "bwv286.mid"), CHORALE)
     got = midi_to_notes(read_midi(res[0]["midi"]), CHORALE)
     last_onset = max(n.start for n in prim)
