@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,6 @@ from torch import nn
 from encoders.audio import AugmentConfig, FeatureConfig, features
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.audio import load_audio
-from pipelines.checkpoint import load_checkpoint
 from pipelines.plots import classification_report, plot_confusion
 from pipelines.registry import get_model
 from pipelines.trainer import TrainConfig, Trainer, seed_everything
