@@ -7,7 +7,7 @@ from encoders.audio import AugmentConfig
 from encoders.io import SkipCounter
 from encoders.io.audio import write_wav
 from pipelines.kws.data import (CLIP, PREFIX, KWSTrainSet, build_split, collate, eval_set, label_of, make_labels,
-                                noise_bank, scan_dataset)
+                                noise_bank, scan_dataset, to_float)
 from pipelines.kws.synth import trim_and_centre, which_set
 
 
@@ -89,7 +89,7 @@ def test_augmentation_is_seeded_and_optional(layout):
     for i in range(len(clean.kw)):
         wave, label, tm, fm, _ = clean[i]
         assert wave.shape == (PREFIX + CLIP,)
-        assert torch.equal(wave[-CLIP:], tr.waves[clean.kw[i]]) and label == int(tr.labels[clean.kw[i]])
+        assert torch.equal(wave[-CLIP:], to_float(tr.waves[clean.kw[i]])) and label == int(tr.labels[clean.kw[i]])
         assert (tm[:, 1] == 0).all() and (fm[:, 1] == 0).all()
     silence = clean[len(clean) - 1]
     assert silence[1] == 0

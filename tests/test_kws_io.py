@@ -190,3 +190,20 @@ def test_predict_and_detect(tiny_run, tmp_path):
     assert res["rtf"] > 0 and res["score"]["keywords"] == 3 and len(res["detections"]) >= 1
     r = run_cli("detect", "--checkpoint", run / "best.pt", bad["empty"])
     assert r.returncode != 0 and str(bad["empty"]) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_task_selection():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kws_cli", REPO / "scripts" / "kws.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    p = cli.get_args_parser()
+    cfg = cli._train_config(p.parse_args(["train", "--data", "d", "--out", "o"]))
+    assert cfg.words == ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go") and cfg.epochs == 15
+    cfg = cli._train_config(p.parse_args(["train", "--data", "d", "--out", "o", "--preset", "digits", "--epochs", "3"]))
+    assert cfg.words[0] == "zero" and len(cfg.words) == 10 and cfg.epochs == 3
+    cfg = cli._train_config(p.parse_args(["train", "--data", "d", "--out", "o", "--words", "cat", "dog",
+                                          "--bidirectional", "--features", "logmel", "--no-augment"]))
+    assert cfg.words == ("cat", "dog") and cfg.bidirectional and cfg.feature_kind == "logmel"
+    assert cfg.augment.noise_prob == 0 and cfg.augment.speed == (1.0, 1.0)

@@ -20,7 +20,7 @@ from pipelines.trainer import TrainConfig, Trainer, seed_everything
 
 from . import model as _model  # noqa: F401 - registers "kws-lstm"
 from .data import (CLIP, PRESETS, SR, KWSTrainSet, build_split, collate, eval_set, make_labels, noise_bank,
-                   scan_dataset)
+                   scan_dataset, to_float)
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ class KWSConfig:
 
 
 def feature_stats(waves: torch.Tensor, fc: FeatureConfig, max_clips: int = 2000, seed: int = 0):
-    """Per-coefficient mean and std over the frames of (up to ``max_clips``) training clips."""
+    """Per-coefficient mean and std over the frames of (up to ``max_clips``) int16 training clips."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(waves), generator=g)[:max_clips]
-    feats = torch.cat([features(waves[idx[i:i + 256]], fc) for i in range(0, len(idx), 256)])
+    feats = torch.cat([features(to_float(waves[idx[i:i + 256]]), fc) for i in range(0, len(idx), 256)])
     flat = feats.reshape(-1, feats.shape[-1])
     return flat.mean(0), flat.std(0)
 
