@@ -48,7 +48,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--model", default="cnn-lstm", help=f"classify: one of {', '.join(MODELS)} (or a registry name)")
-    p.add_argument("--epochs", type=int, default=None, help="default: 25 (classify), 40 (caption)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 25 (classify), 45 (caption)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--frames", type=int, default=8, help="T frames sampled per clip")
@@ -126,7 +126,7 @@ def cmd_train(args) -> dict:
     else:
         model = MODELS.get(args.model, args.model)
     fe = {"num_frames": args.frames, "size": [args.size, args.size], "sampling": args.sampling, "stride": args.stride}
-    epochs = args.epochs or (25 if args.task == "classify" else 40)
+    epochs = args.epochs or (25 if args.task == "classify" else 45)
     cfg = VideoTrainConfig(task=args.task, model=model, frontend=fe, epochs=epochs, batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, augment=not args.no_augment, max_steps=args.max_steps,
                            progress=not args.json, init_from=args.init_from, target=args.target)
