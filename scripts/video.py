@@ -35,7 +35,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="render labelled clips with opencv")
     p.add_argument("--out", default="data/clips")
-    p.add_argument("--train", type=int, default=200, help="training clips per action")
+    p.add_argument("--train", type=int, default=100, help="training clips per action")
     p.add_argument("--val", type=int, default=20, help="validation clips per action")
     p.add_argument("--test", type=int, default=30, help="test clips per action")
     p.add_argument("--seed", type=int, default=0, help="another seed renders entirely fresh clips")
