@@ -189,8 +189,8 @@ def cmd_demo(args) -> int:
     ck = out / "lstm" / "best.pt"
     log("[3/4] test-split NLL")
     ev = evaluate_checkpoint(ck, corpus, "test")
-    log("[4/4] generating 4 pieces of 20 s")
-    gen = generate_files(ck, out / "generated" / "demo.mid", num=4, seconds=20, temperature=1.0, seed=0)
+    log("[4/4] generating 4 pieces of 20 s (temperature 0.8)")
+    gen = generate_files(ck, out / "generated" / "demo.mid", num=4, seconds=20, temperature=0.8, seed=0)
     test_stats = stats_of_paths(corpus_files(corpus, "test"), progress=False)
     gen_stats = stats_of_paths([out / "generated"], progress=False)
     res = {"corpus": str(corpus), "splits": c["splits"], "train_steps": tr["step"], "train_seconds": tr["seconds"],
