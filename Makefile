@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
+# OpenMP threads that spin while waiting slow everything down badly when the cores are shared
+export OMP_WAIT_POLICY ?= PASSIVE
 export MPLBACKEND := Agg
 
 .PHONY: demo test setup debs demo-long-memory demo-kws demo-video demo-music bench clean
