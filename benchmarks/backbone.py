@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,28 +19,12 @@ import torch
 from torch import nn
 
 import lstm
+from _machine import machine_info
 
 # name: (batch, steps, input, hidden, layers) as given in the foundation issue
 SHAPES = {"kws": (256, 101, 40, 256, 2), "video": (64, 16, 512, 512, 1), "music": (64, 256, 256, 512, 3)}
 # ConvLSTM on a video-like clip: (batch, steps, channels, height, width, hidden channels)
 CONV_SHAPE = (8, 16, 3, 32, 32, 32)
-
-
-def machine(device: torch.device) -> dict:
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    d = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-         "python": platform.python_version(), "load_avg_1min": os.getloadavg()[0]}
-    if device.type == "cuda":
-        d["gpu"] = torch.cuda.get_device_name(device)
-        d["cudnn"] = torch.backends.cudnn.version()
-    return d
 
 
 def sync(device):
@@ -129,7 +111,7 @@ def main():
         raise SystemExit("no CUDA device available")
     for dev in devices:
         scale = args.cpu_batch_scale if dev.type == "cpu" else 1.0
-        res = {"device": dev.type, "machine": machine(dev), "batch_scale": scale,
+        res = {"device": dev.type, "machine": machine_info(device=dev), "batch_scale": scale,
                "what": "median ms of forward+backward (loss = mean of squared outputs)",
                "results": bench_device(dev, scale, args.repeats, args.ref_repeats)}
         out = Path(args.out) / f"backbone-{dev.type}.json"

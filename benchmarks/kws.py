@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,21 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-
-def machine(threads: int, shared: bool) -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": threads,
-            "python": platform.python_version(), "load_average": list(os.getloadavg()),
-            "note": ("the machine was shared with other jobs while measured (load average above): timings are "
-                     "contended and pessimistic" if shared else "machine idle")}
+from _machine import machine_info  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -148,7 +133,9 @@ def main(args) -> dict:
     t = res["training"]
     print(f"training ({args.threads} threads, batch 64): {t['clips_per_s_clip_1s']:.0f} clips/s on 1 s clips, "
           f"{t['clips_per_s_clip_with_context_1.5s']:.0f} clips/s with 0.5 s context", flush=True)
-    res["machine"] = machine(args.threads, shared=max(load0, os.getloadavg()[0]) > 1.5)
+    shared = max(load0, os.getloadavg()[0]) > 1.5
+    res["machine"] = machine_info(args.threads, note=None if not shared else
+                                  "the machine was shared with other jobs while measured: timings are contended")
     res["checkpoint"] = args.checkpoint
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

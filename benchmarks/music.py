@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,20 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-
-
-def machine(threads: int) -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": threads,
-            "python": platform.python_version(), "load_average_at_start": os.getloadavg(),
-            "note": "shared machine: other agents' jobs ran during the measurement; timings are contended"}
+from _machine import machine_info  # noqa: E402
 
 
 def bench_tokenisers(files: list[Path], repeat: int = 1) -> dict:
@@ -111,7 +96,7 @@ def main(args) -> dict:
     ratios = {f"ours / {k}": ours / v["files_per_s"] for k, v in tok.items() if not k.startswith("ours")}
     print(f"generating {args.tokens} tokens (music-lstm defaults)", file=sys.stderr)
     gen = bench_generation(args.tokens)
-    res = {"machine": machine(args.threads), "corpus": str(args.data), "n_files": len(files),
+    res = {"machine": machine_info(args.threads), "corpus": str(args.data), "n_files": len(files),
            "tokenisers": tok, "tokeniser_ratios": ratios, "generation": gen}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))

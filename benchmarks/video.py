@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,20 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
-
-def machine(threads: int, note: str) -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": threads,
-            "python": platform.python_version(), "load_average_at_start": load, "note": note}
+from _machine import machine_info  # noqa: E402
 
 
 def bench_front_end(paths: list[Path], fe) -> dict:
@@ -115,7 +100,7 @@ def main(args) -> dict:
     from pipelines.video.synth import ACTIONS, random_spec, render
 
     fe = VideoFrontEndConfig()
-    res = {"machine": machine(args.threads, args.note), "front_end_config": fe.to_dict()}
+    res = {"machine": machine_info(args.threads, note=args.note), "front_end_config": fe.to_dict()}
     with tempfile.TemporaryDirectory() as d:
         by_codec = {}
         for codec in ("mp4v", "mjpg", "xvid", "h264"):
@@ -160,8 +145,7 @@ def get_args_parser():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=48, help="clips rendered (split over 4 codecs)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--note", default="measured on a CPU shared with other jobs (contended); ratios are more "
-                                      "meaningful than absolute rates")
+    ap.add_argument("--note", default=None, help="machine note (default: judged from the load average)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "video-cpu.json"))
     return ap
 

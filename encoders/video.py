@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .io import atomic_save
 from .io.video import read_video
 
 SAMPLING_MODES = ("uniform", "stride")
@@ -260,7 +261,7 @@ def cached_features(encoder: nn.Module, clips: Tensor, cache_path: str | Path, k
             return d["features"]
     feats = encode_frames(encoder, clips, batch_size)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"key": key, "features": feats}, cache_path)
+    atomic_save({"key": key, "features": feats}, cache_path)
     return feats
 
 

@@ -89,6 +89,7 @@ class AttentionDecoder(nn.Module):
         seqs: list[list[int]] = [[] for _ in range(B)]
         for _ in range(max_len):
             logp, state, feed, _ = self.step(tokens, state, feed, memory, keys, mask)
+            logp[:, bos] = float("-inf")  # BOS only ever starts a sequence
             tokens = logp.argmax(-1)
             for b in range(B):
                 if not done[b] and tokens[b].item() != eos:
@@ -124,6 +125,7 @@ class AttentionDecoder(nn.Module):
             n = len(hyps)
             logp, state, feed, _ = self.step(tokens, state, feed, mem.expand(n, -1, -1), keys.expand(n, -1, -1),
                                              mask.expand(n, -1))
+            logp[:, bos] = float("-inf")
             cand = (scores.unsqueeze(1) + logp).view(-1)
             top = cand.topk(min(K, cand.numel()))
             new_hyps, keep, new_scores, new_tokens = [], [], [], []

@@ -1,30 +1,17 @@
 """One checkpoint format for every pipeline: a plain dict, written atomically, read with weights_only=True."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from encoders.io import atomic_save
+
 
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    """Write ``obj`` to ``path`` through a temp file in the same folder and an atomic rename,
-    so that a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``obj`` to ``path`` atomically (temp file + rename), so that a crash never leaves a
+    half-written checkpoint."""
+    return atomic_save(obj, path)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

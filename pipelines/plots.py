@@ -16,6 +16,17 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out, write (creating folders) and close a matplotlib figure."""
+    plt = _plt()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
                 xlabel: str = "step", ylabel: str = "loss", title: str | None = None, logy: bool = False) -> Path:
     """One line per name: ``curves = {name: (xs, ys)}``."""
@@ -32,12 +43,7 @@ def plot_curves(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> np.ndarray:
@@ -66,12 +72,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, titl
                         color="white" if norm[i, j] > 0.5 else "black")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:

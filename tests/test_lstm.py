@@ -324,3 +324,14 @@ def test_cudnn_path_equals_reference_on_cpu():
     out_g, (h_g, c_g) = gpu(x.cuda(), lengths)
     torch.testing.assert_close(out_g.cpu(), out_r, atol=1e-4, rtol=0)
     torch.testing.assert_close(c_g.cpu(), c_r, atol=1e-4, rtol=0)
+
+
+def test_decoding_never_emits_bos():
+    torch.manual_seed(2)
+    m = lstm.Seq2Seq(4, 6, hidden_size=8).eval()
+    with torch.no_grad():  # make BOS (id 0) the favourite of an untrained model
+        m.decoder.out.bias.zero_()
+        m.decoder.out.bias[0] = 50.0
+    src = seeded(3, 5, 4)
+    for seqs in (m.greedy(src, None, bos=0, eos=1, max_len=6), m.beam_search(src, None, 0, 1, 6, beam_size=3)):
+        assert all(0 not in s for s in seqs)

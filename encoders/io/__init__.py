@@ -2,6 +2,8 @@
 message that names the file; batch jobs catch it, count the file as skipped and go on."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 
@@ -34,4 +36,25 @@ class SkipCounter:
         return f"skipped {len(self.errors)} {what}:\n  {shown}{more}"
 
 
-__all__ = ["DecodeError", "SkipCounter"]
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` through a temp file in the same folder and an atomic rename: a crash or a full
+    disk never leaves a half-written checkpoint or cache behind."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+__all__ = ["DecodeError", "SkipCounter", "atomic_save"]

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from encoders.midi import MidiVocab, Note, decode_tokens, notes_to_midi
 
+from ..plots import save_figure
 from .models import pianoroll_inputs
 
 
@@ -165,12 +166,7 @@ def plot_pianoroll(pm, path: str | Path, title: str | None = None, fs: int = 20)
     ax.set_ylabel("MIDI pitch")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = ["filter_logits", "sample_tokens", "clip_notes", "tokens_to_pretty_midi", "sample_rolls", "roll_to_notes",

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from encoders.io import DecodeError, SkipCounter
+from encoders.io import DecodeError, SkipCounter, atomic_save
 from encoders.io.video import VIDEO_EXTENSIONS, list_videos
 from encoders.video import VideoFrontEndConfig, sample_clip, uint8_to_input
 
@@ -139,7 +139,7 @@ def load_clipset(root: str | Path, split: str | None, cfg: VideoFrontEndConfig, 
         if cache:
             try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({"frames": frames, "paths": kept, "skipped": skipped}, cache_file)
+                atomic_save({"frames": frames, "paths": kept, "skipped": skipped}, cache_file)
             except OSError:  # a read-only data folder: just don't cache
                 pass
     labels = torch.tensor([index.get(Path(p).parts[0], -1) if len(Path(p).parts) > 1 else -1 for p in kept],
