@@ -53,9 +53,11 @@ def interleaved(models: dict[str, nn.Module], x, device, repeats: int) -> dict[s
     for m in models.values():
         time_fwd_bwd(m, x, device, 0, warmup=1)
     samples = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, m in models.items():
-            samples[k].append(time_fwd_bwd(m, x, device, 1, warmup=0))
+    names = list(models)
+    for r in range(repeats):
+        # alternate the order too: the second of a pair runs on a warmer (or more fragmented) allocator
+        for k in (names if r % 2 == 0 else names[::-1]):
+            samples[k].append(time_fwd_bwd(models[k], x, device, 1, warmup=0))
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -80,6 +82,33 @@ def bench_device(device: torch.device, batch_scale: float, repeats: int, ref_rep
         print(f"[{device.type}] {name:6s} B={B:<4d} T={T:<4d} D={D:<4d} H={H:<4d} L={L}:  "
               + "  ".join(f"{k} {v:8.2f} ms ({row['ratio_vs_nn_lstm'][k]:.3f}x)" for k, v in row["ms"].items()),
               flush=True)
+    # variable lengths (kws shape, lengths uniform in [T/2, T]): nn.LSTM needs a PackedSequence;
+    # lstm.LSTM(auto) packs on CUDA and runs equal-length segments on CPU
+    B, T, D, H, L = SHAPES["kws"]
+    B = max(1, int(round(B * batch_scale)))
+    torch.manual_seed(0)
+    raw = nn.LSTM(D, H, L, batch_first=True).to(device)
+    auto = lstm.LSTM(D, H, L).to(device)
+    auto.load_state_dict(raw.state_dict())
+    x = torch.randn(B, T, D, device=device)
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=torch.Generator().manual_seed(0))
+
+    class Packed(nn.Module):
+        def forward(self, x):
+            p = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, st = raw(p)
+            return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)[0], st
+
+    class WithLengths(nn.Module):
+        def forward(self, x):
+            return auto(x, lengths)
+
+    ms = interleaved({"nn.LSTM(packed)": Packed(), "lstm.LSTM(auto, lengths)": WithLengths()}, x, device, repeats)
+    results["kws_lengths"] = {"shape": {"batch": B, "steps": T, "input": D, "hidden": H, "layers": L,
+                                        "lengths": "uniform in [T/2, T]"},
+                              "ms": ms, "ratio_vs_nn_lstm_packed": {k: v / ms["nn.LSTM(packed)"] for k, v in ms.items()}}
+    print(f"[{device.type}] kws with lengths: " + "  ".join(
+        f"{k} {v:8.2f} ms ({v / ms['nn.LSTM(packed)']:.3f}x)" for k, v in ms.items()), flush=True)
     B, T, C, Hh, W, Ch = CONV_SHAPE
     B = max(1, int(round(B * batch_scale * 4))) if device.type == "cpu" else B * 8
     conv = lstm.ConvLSTM(C, Ch, 3).to(device)
@@ -95,7 +124,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     p.add_argument("--cpu-batch-scale", type=float, default=1 / 8, help="batch multiplier on CPU (default 1/8)")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--ref-repeats", type=int, default=2, help="repeats of the slow reference backend")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
