@@ -104,6 +104,23 @@ class ClipSet:
         return len(self.paths)
 
 
+def decode_many(paths: list[Path], fe: VideoFrontEndConfig, skips: SkipCounter, progress: bool = True,
+                desc: str = "decode") -> tuple[list[Path], torch.Tensor]:
+    """Decode + sample every path into (kept paths, uint8 frames (N, T, H, W, 3)); a bad file gets one
+    line on stderr, is counted in ``skips`` and skipped."""
+    kept, arrays = [], []
+    for p in tqdm(paths, desc=desc, disable=not progress, leave=False):
+        try:
+            arrays.append(sample_clip(p, fe))
+            kept.append(p)
+        except DecodeError as e:
+            print(f"skip: {e}", file=sys.stderr)
+            skips.add(e)
+    T, (H, W) = fe.num_frames, fe.size
+    frames = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, T, H, W, 3, dtype=torch.uint8)
+    return kept, frames
+
+
 def load_clipset(root: str | Path, split: str | None, cfg: VideoFrontEndConfig, classes: list[str] | None = None,
                  cache: bool = True, progress: bool = True, limit: int | None = None) -> ClipSet:
     """Decode (once; later calls read the cache) every clip of ``split`` with front end ``cfg``.
@@ -125,16 +142,8 @@ def load_clipset(root: str | Path, split: str | None, cfg: VideoFrontEndConfig, 
         frames, kept, skipped = d["frames"], d["paths"], d["skipped"]
     else:
         skips = SkipCounter()
-        arrays, kept = [], []
-        for rel in tqdm(rels, desc=f"decode {split or 'all'}", disable=not progress, leave=False):
-            try:
-                arrays.append(sample_clip(root / rel, cfg))
-                kept.append(rel)
-            except DecodeError as e:
-                print(f"skip: {e}", file=sys.stderr)
-                skips.add(e)
-        T, (H, W) = cfg.num_frames, cfg.size
-        frames = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, T, H, W, 3, dtype=torch.uint8)
+        kept_paths, frames = decode_many([root / r for r in rels], cfg, skips, progress, f"decode {split or 'all'}")
+        kept = [p.relative_to(root).as_posix() for p in kept_paths]
         skipped = skips.errors
         if cache:
             try:

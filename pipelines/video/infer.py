@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from encoders.io import DecodeError, SkipCounter
+from encoders.io import SkipCounter
 from encoders.io.video import iter_frames, list_videos
-from encoders.video import VideoFrontEndConfig, sample_clip, sample_frames
+from encoders.video import VideoFrontEndConfig, sample_frames
 from pipelines.plots import classification_report, plot_confusion
 from pipelines.trainer import load_for_inference
 
-from .data import Vocab, load_clipset
+from .data import Vocab, decode_many, load_clipset
 from .metrics import caption_scores
 from .train import build_model, generate_captions, predict_logits
 
@@ -35,21 +34,6 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
         p = Path(p)
         out += list_videos(p) if p.is_dir() else [p]
     return out
-
-
-def decode_many(paths: list[Path], fe: VideoFrontEndConfig, skips: SkipCounter, progress: bool = True):
-    """Decode + sample every path; bad files: one line on stderr, counted in ``skips``, skipped."""
-    kept, arrays = [], []
-    for p in tqdm(paths, desc="decode", disable=not progress, leave=False):
-        try:
-            arrays.append(sample_clip(p, fe))
-            kept.append(p)
-        except DecodeError as e:
-            print(f"skip: {e}", file=sys.stderr)
-            skips.add(e)
-    T, (H, W) = fe.num_frames, fe.size
-    frames = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, T, H, W, 3, dtype=torch.uint8)
-    return kept, frames
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str | None = "test", out_dir: str | Path | None = None,
