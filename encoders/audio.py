@@ -6,16 +6,17 @@ frames of the whole signal: that is what makes streaming detection equal to whol
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from .config import DictConfig
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(DictConfig):
     """Front-end parameters (defaults: 40 MFCC from 30 ms Hann windows every 10 ms at 16 kHz)."""
 
     kind: str = "mfcc"  # "mfcc" or "logmel"
@@ -51,12 +52,6 @@ class FeatureConfig:
         """Frames produced from ``n_samples`` samples (center=False)."""
         return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop_length
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeatureConfig":
-        return cls(**d)
 
 
 @lru_cache(maxsize=16)
@@ -152,7 +147,7 @@ class StreamingFrames:
 
 # --- augmentation -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(DictConfig):
     """Training augmentation; every part can be switched off.  Draws come from a seeded generator."""
 
     noise_prob: float = 0.8  # chance to mix background noise into a clip
@@ -165,18 +160,6 @@ class AugmentConfig:
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level of the speech itself
     speed: tuple[float, float] = (0.88, 1.12)  # speed perturbation (tempo and pitch together): new voices
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["snr_db"], d["gain_db"], d["speed"] = list(self.snr_db), list(self.gain_db), list(self.speed)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AugmentConfig":
-        d = dict(d)
-        for k in ("snr_db", "gain_db", "speed"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
     @classmethod
     def off(cls) -> "AugmentConfig":

@@ -18,17 +18,18 @@ Clean-up applied before encoding (documented, deterministic):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from .config import DictConfig
 
 TIME_UNITS = ("seconds", "beats")
 
 
 @dataclass(frozen=True)
-class MidiVocabConfig:
+class MidiVocabConfig(DictConfig):
     """Everything that defines the vocabulary and the time grid (stored in checkpoints).
 
     Args:
@@ -64,12 +65,6 @@ class MidiVocabConfig:
         if self.steps_per_quarter < 1 or self.step_ms <= 0 or self.tempo <= 0:
             raise ValueError("steps_per_quarter, step_ms and tempo must be positive")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MidiVocabConfig":
-        return cls(**d)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,12 +15,13 @@ from torch import Tensor, nn
 
 from .io import atomic_save
 from .io.video import read_video
+from .config import DictConfig
 
 SAMPLING_MODES = ("uniform", "stride")
 
 
 @dataclass(frozen=True)
-class VideoFrontEndConfig:
+class VideoFrontEndConfig(DictConfig):
     """How a clip becomes a tensor.
 
     Attributes:
@@ -45,19 +46,6 @@ class VideoFrontEndConfig:
         if self.num_frames < 1 or self.stride < 1:
             raise ValueError("num_frames and stride must be >= 1")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("size", "mean", "std"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VideoFrontEndConfig":
-        d = dict(d)
-        for k in ("size", "mean", "std"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
     def key(self) -> str:
         """Short hash naming caches of clips sampled with this config."""
@@ -131,7 +119,7 @@ def load_clip(path: str | Path, cfg: VideoFrontEndConfig) -> Tensor:
 # --- frame CNN ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class FrameCNNConfig:
+class FrameCNNConfig(DictConfig):
     """A small per-frame CNN.
 
     Attributes:
@@ -156,17 +144,6 @@ class FrameCNNConfig:
     coords: bool = True
     global_pool: bool = True
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FrameCNNConfig":
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(d["channels"])
-        return cls(**d)
 
 
 class FrameCNN(nn.Module):

@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,10 +25,11 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .plots import plot_curves
+from encoders.config import DictConfig
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Training hyper-parameters (stored in every checkpoint as ``train_config``)."""
 
     epochs: int = 10
@@ -54,17 +55,6 @@ class TrainConfig:
     progress: bool = True
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
 
 
 def seed_everything(seed: int) -> None:

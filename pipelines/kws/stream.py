@@ -4,7 +4,7 @@ every 10 ms frame passes through the front end and the LSTM exactly once."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -12,10 +12,11 @@ import torch
 from encoders.audio import StreamingFrames
 
 from .data import SILENCE, UNKNOWN
+from encoders.config import DictConfig
 
 
 @dataclass(frozen=True)
-class DetectConfig:
+class DetectConfig(DictConfig):
     """Detection parameters.
 
     block_ms: audio handed to the model at once (latency vs. per-call overhead; any size gives the
@@ -30,12 +31,6 @@ class DetectConfig:
     threshold: float = 0.7
     suppression_ms: float = 1500.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DetectConfig":
-        return cls(**d)
 
 
 class StreamingDetector:

@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from encoders.io import DecodeError
 from encoders.io.audio import load_audio, write_wav
+from encoders.config import DictConfig
 
 SPEECH_COMMANDS_WORDS = ("yes no up down left right on off stop go zero one two three four five six seven "
                          "eight nine bed bird cat dog happy house marvin sheila tree wow backward forward "
@@ -40,7 +41,7 @@ SR = 16000
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(DictConfig):
     """What :func:`synthesize` generates.  Defaults: 389 voices, ~27,600 clips."""
 
     words: tuple[str, ...] = tuple(SPEECH_COMMANDS_WORDS)
@@ -55,12 +56,6 @@ class SynthConfig:
     seed: int = 0
     workers: int = 2
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SynthConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def which_set(filename: str, validation_percentage: float, testing_percentage: float) -> str:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from encoders.audio import AugmentConfig, FeatureConfig, features
+from encoders.config import DictConfig
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.audio import load_audio
 from pipelines.plots import classification_report, plot_confusion
@@ -24,7 +25,7 @@ from .data import (CLIP, PRESETS, SR, KWSTrainSet, build_split, collate, eval_se
 
 
 @dataclass(frozen=True)
-class KWSConfig:
+class KWSConfig(DictConfig):
     """Everything ``train`` needs besides the folders.  Defaults reach >= 95 % on the synthesised test voices."""
 
     words: tuple[str, ...] = tuple(PRESETS["default"])
@@ -48,19 +49,6 @@ class KWSConfig:
     threads: int = 2
     max_steps: int | None = None
 
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["words"] = list(self.words)
-        d["augment"] = self.augment.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KWSConfig":
-        d = dict(d)
-        d["words"] = tuple(d.get("words", PRESETS["default"]))
-        if "augment" in d:
-            d["augment"] = AugmentConfig.from_dict(d["augment"])
-        return cls(**d)
 
 
 def feature_stats(waves: torch.Tensor, fc: FeatureConfig, max_clips: int = 2000, seed: int = 0):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from encoders.config import DictConfig
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.midi import read_midi
 from encoders.midi import (MidiVocab, MidiVocabConfig, Note, encode_notes, estimate_key, midi_to_notes, pianoroll,
@@ -104,7 +105,7 @@ def first_item(items):
 
 # --- piano rolls ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PianoRollConfig:
+class PianoRollConfig(DictConfig):
     """Boulanger-Lewandowski et al. 2012 style frames: pitches ``lo..hi`` (piano 21..108) sampled every
     ``frame_steps`` grid steps of ``vocab`` (chorales: 4 steps per quarter → quarter-note frames), each
     piece transposed to C major / C minor (Krumhansl–Schmuckler key finding with Aarden–Essen profiles) when ``to_c``."""
@@ -115,12 +116,6 @@ class PianoRollConfig:
     hi: int = 108
     to_c: bool = True
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PianoRollConfig":
-        return cls(**d)
 
     @property
     def vocab_config(self) -> MidiVocabConfig:

@@ -3,7 +3,7 @@ event-token models (the LSTM state carried, detached, between consecutive chunks
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,10 +20,11 @@ from .corpus import corpus_files
 from .data import PianoRollConfig, RollPieces, TokenStreams, first_item, load_rolls, load_token_pieces, pad_rolls
 from .evaluate import roll_nll, summary, token_nll, unigram_counts
 from .models import MODEL_INPUTS, pianoroll_inputs
+from encoders.config import DictConfig
 
 
 @dataclass(frozen=True)
-class MusicTrainConfig:
+class MusicTrainConfig(DictConfig):
     """What ``scripts/music.py train`` runs; the defaults are the full-quality run.
 
     Args:
@@ -52,12 +53,6 @@ class MusicTrainConfig:
     progress: bool = True
     device: str = "auto"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MusicTrainConfig":
-        return cls(**d)
 
 
 class CarriedStateLoss:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,12 +20,13 @@ from pipelines.trainer import Trainer, TrainConfig, seed_everything
 from . import models  # noqa: F401 - registers the video models
 from .data import CaptionDataset, ClassifyDataset, ClipSet, Vocab, collate_captions, load_clipset
 from .metrics import caption_scores
+from encoders.config import DictConfig
 
 TASKS = ("classify", "caption")
 
 
 @dataclass(frozen=True)
-class VideoTrainConfig:
+class VideoTrainConfig(DictConfig):
     """One training run.  ``model`` is a registry name ("video-cnn-lstm", "video-convlstm", "video-frame"
     for classify; "video-caption" for caption); ``model_kwargs`` go to its builder."""
 
@@ -45,12 +46,6 @@ class VideoTrainConfig:
     max_steps: int | None = None
     progress: bool = True
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VideoTrainConfig":
-        return cls(**d)
 
 
 def build_model(extra: dict) -> torch.nn.Module:
