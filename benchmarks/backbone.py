@@ -140,7 +140,8 @@ def main():
         raise SystemExit("no CUDA device available")
     for dev in devices:
         scale = args.cpu_batch_scale if dev.type == "cpu" else 1.0
-        res = {"device": dev.type, "machine": machine_info(device=dev), "batch_scale": scale,
+        info = machine_info(device=dev)  # before running: our own threads raise the load average
+        res = {"device": dev.type, "machine": info, "batch_scale": scale,
                "what": "median ms of forward+backward (loss = mean of squared outputs)",
                "results": bench_device(dev, scale, args.repeats, args.ref_repeats)}
         out = Path(args.out) / f"backbone-{dev.type}.json"
