@@ -335,3 +335,24 @@ def test_decoding_never_emits_bos():
     src = seeded(3, 5, 4)
     for seqs in (m.greedy(src, None, bos=0, eos=1, max_len=6), m.beam_search(src, None, 0, 1, 6, beam_size=3)):
         assert all(0 not in s for s in seqs)
+
+
+@pytest.mark.parametrize("cls,bidir,merge", [(lstm.LSTM, False, "concat"), (lstm.LSTM, True, "concat"),
+                                             (lstm.LSTM, True, "ave"), (lstm.RNN, True, "sum")])
+def test_single_step_fast_path_equals_reference(cls, bidir, merge):
+    """T = 1 (streaming step by step) takes the fused-cell path; it must equal the gate-level code."""
+    torch.manual_seed(14)
+    auto = cls(4, 6, 2, bidirectional=bidir, merge=merge)
+    ref = cls(4, 6, 2, bidirectional=bidir, merge=merge, backend="reference")
+    ref.load_state_dict(auto.state_dict())
+    x = seeded(3, 1, 4)
+    state = auto.zero_state(3)
+    state = tuple(s + 0.3 for s in state) if isinstance(state, tuple) else state + 0.3
+    xa, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (oa, sa), (or_, sr) = auto(xa, state=state), ref(xr, state=state)
+    torch.testing.assert_close(oa, or_, atol=ATOL, rtol=0)
+    for a, r in zip(sa if isinstance(sa, tuple) else [sa], sr if isinstance(sr, tuple) else [sr]):
+        torch.testing.assert_close(a, r, atol=ATOL, rtol=0)
+    oa.square().sum().backward()
+    or_.square().sum().backward()
+    torch.testing.assert_close(xa.grad, xr.grad, atol=ATOL, rtol=0)
