@@ -91,7 +91,6 @@ class _Recurrent(nn.Module):
     """Shared machinery of :class:`LSTM` and :class:`RNN`."""
 
     _mode = "lstm"  # or "rnn_tanh"
-    _gates = 4
 
     def __init__(
         self,
@@ -441,7 +440,6 @@ class LSTM(_Recurrent):
     """
 
     _mode = "lstm"
-    _gates = 4
 
     def chrono_init(self, max_steps: int, generator: torch.Generator | None = None) -> None:
         """Chrono initialisation (Tallec & Ollivier 2018): forget-gate biases log(U[1, max_steps - 1])
@@ -468,4 +466,3 @@ class RNN(_Recurrent):
     """Plain tanh RNN with the same interface as :class:`LSTM` (state is ``h`` only)."""
 
     _mode = "rnn_tanh"
-    _gates = 1
