@@ -279,146 +279,134 @@ class _Recurrent(nn.Module):
             out = merge_directions(out[..., : self.hidden_size], out[..., self.hidden_size:], self.merge)
         return out, st
 
-    def _single_step(self, x, state):
-        """One time step (streaming) through the fused cell kernels: a whole nn.LSTM call costs about
-        3x more than the step itself on a CPU thread."""
+    def _weights(self, layer: int, direction: int) -> list[Tensor]:
+        """[W_ih, W_hh, b_ih, b_hh] of one layer and direction, in the order the fused kernels take."""
+        return [self._p(n, layer, direction) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+    def _stack(self, x, lengths, state, run):
+        """The skeleton shared by the gate-level, segmented and single-step paths.
+
+        ``run(seq, k, d, h, c) -> (out, h, c, trace)`` runs direction ``d`` of layer ``k`` over ``seq``
+        (for the backward direction already reversed within each sequence's length) from state (h, c)
+        and returns its outputs in that same order, the final state and a dict of per-step traces (or
+        None).  This flips backward results back, merges directions after every layer (Keras
+        semantics), applies inter-layer dropout and gathers the final states.
+        Returns (out, state, traces).
+        """
         is_lstm = self._mode == "lstm"
-        h0_all, c0_all = (state if is_lstm else (state, None))
-        inp = x[:, 0]
-        hs, cs = [], []
+        h0_all, c0_all = state if is_lstm else (state, None)
+        flip = (lambda t: t.flip(1)) if lengths is None else (lambda t: reverse_padded(t, lengths))
+        hs, cs, traces = [], [], []
+        inp = x
         for k in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
                 idx = k * self.num_directions + d
-                weights = [self._p(n, k, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                if is_lstm:
-                    h, c = torch.lstm_cell(inp, (h0_all[idx], c0_all[idx]), *weights)
-                    cs.append(c)
-                else:
-                    h = torch.rnn_tanh_cell(inp, h0_all[idx], *weights)
+                out, h, c, tr = run(inp if d == 0 else flip(inp), k, d, h0_all[idx],
+                                    c0_all[idx] if is_lstm else None)
+                if d == 1:
+                    out = flip(out)
+                    tr = None if tr is None else {n: flip(v) for n, v in tr.items()}
+                outs.append(out)
                 hs.append(h)
-                outs.append(h)
-            inp = outs[0] if self.num_directions == 1 else merge_directions(outs[0], outs[1], self.merge)
+                if is_lstm:
+                    cs.append(c)
+                if tr is not None:
+                    traces.append(tr)
+            inp = outs[0] if len(outs) == 1 else merge_directions(outs[0], outs[1], self.merge)
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 inp = nn.functional.dropout(inp, self.dropout, True)
         new_state = (torch.stack(hs), torch.stack(cs)) if is_lstm else torch.stack(hs)
-        return inp.unsqueeze(1), new_state
+        return inp, new_state, traces
+
+    def _single_step(self, x, state):
+        """One time step (streaming) through the fused cell kernels: a whole nn.LSTM call costs about
+        3x more than the step itself on a CPU thread."""
+
+        def run(seq, k, d, h, c):
+            if self._mode == "lstm":
+                h, c = torch.lstm_cell(seq[:, 0], (h, c), *self._weights(k, d))
+            else:
+                h = torch.rnn_tanh_cell(seq[:, 0], h, *self._weights(k, d))
+            return h.unsqueeze(1), h, c, None
+
+        out, new_state, _ = self._stack(x, None, state, run)
+        return out, new_state
 
     def _segmented(self, x, lengths, state):
         """Variable lengths through the fused kernels without packing: each layer and direction runs
         over the steps where the set of unfinished sequences stays the same, state carried across."""
         B, T, _ = x.shape
         is_lstm = self._mode == "lstm"
-        h0_all, c0_all = (state if is_lstm else (state, None))
         bounds = sorted(set(lengths.tolist()))
-        hs, cs = [], []
-        inp = x
-        for k in range(self.num_layers):
-            dir_outs = []
-            for d in range(self.num_directions):
-                idx = k * self.num_directions + d
-                seq = inp if d == 0 else reverse_padded(inp, lengths)
-                weights = [self._p(n, k, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                h = h0_all[idx]
-                c = c0_all[idx] if is_lstm else None
-                pieces, start = [], 0
-                for stop in bounds:
-                    alive = (lengths > start).nonzero().squeeze(1).to(x.device)
-                    everyone = len(alive) == B
-                    seg = seq[:, start:stop] if everyone else seq[alive, start:stop]
-                    hx = h.unsqueeze(0) if everyone else h[alive].unsqueeze(0)
-                    if is_lstm:
-                        cx = c.unsqueeze(0) if everyone else c[alive].unsqueeze(0)
-                        o, hn, cn = torch._VF.lstm(seg, (hx, cx), weights, True, 1, 0.0, self.training, False, True)
-                    else:
-                        o, hn = torch._VF.rnn_tanh(seg, hx, weights, True, 1, 0.0, self.training, False, True)
-                    if everyone:
-                        pieces.append(o)
-                        h = hn[0]
-                        c = cn[0] if is_lstm else None
-                    else:
-                        pieces.append(o.new_zeros(B, stop - start, self.hidden_size).index_copy(0, alive, o))
-                        h = h.index_copy(0, alive, hn[0])
-                        c = c.index_copy(0, alive, cn[0]) if is_lstm else None
-                    start = stop
-                if start < T:
-                    pieces.append(x.new_zeros(B, T - start, self.hidden_size))
-                out = torch.cat(pieces, dim=1)
-                dir_outs.append(out if d == 0 else reverse_padded(out, lengths))
-                hs.append(h)
+
+        def run(seq, k, d, h, c):
+            weights = self._weights(k, d)
+            pieces, start = [], 0
+            for stop in bounds:
+                alive = (lengths > start).nonzero().squeeze(1).to(x.device)
+                everyone = len(alive) == B
+                seg = seq[:, start:stop] if everyone else seq[alive, start:stop]
+                hx = h.unsqueeze(0) if everyone else h[alive].unsqueeze(0)
                 if is_lstm:
-                    cs.append(c)
-            inp = dir_outs[0] if self.num_directions == 1 else merge_directions(*dir_outs, self.merge)
-            if self.training and self.dropout > 0 and k < self.num_layers - 1:
-                inp = nn.functional.dropout(inp, self.dropout, True)
-        new_state = (torch.stack(hs), torch.stack(cs)) if is_lstm else torch.stack(hs)
-        return inp, new_state
+                    cx = c.unsqueeze(0) if everyone else c[alive].unsqueeze(0)
+                    o, hn, cn = torch._VF.lstm(seg, (hx, cx), weights, True, 1, 0.0, self.training, False, True)
+                else:
+                    o, hn = torch._VF.rnn_tanh(seg, hx, weights, True, 1, 0.0, self.training, False, True)
+                if everyone:
+                    pieces.append(o)
+                    h = hn[0]
+                    c = cn[0] if is_lstm else None
+                else:
+                    pieces.append(o.new_zeros(B, stop - start, self.hidden_size).index_copy(0, alive, o))
+                    h = h.index_copy(0, alive, hn[0])
+                    c = c.index_copy(0, alive, cn[0]) if is_lstm else None
+                start = stop
+            if start < T:
+                pieces.append(x.new_zeros(B, T - start, self.hidden_size))
+            return torch.cat(pieces, dim=1), h, c, None
+
+        out, new_state, _ = self._stack(x, lengths, state, run)
+        return out, new_state
 
     # --- reference (gate level) --------------------------------------------------------
     def _reference(self, x, lengths, state, trace: bool):
         B, T, _ = x.shape
         state = self._split_state(state, B, x)
-        if lengths is None:
-            lengths_t = torch.full((B,), T, dtype=torch.long, device=x.device)
-        else:
-            lengths_t = lengths.to(x.device, torch.long)
-        mask = (torch.arange(T, device=x.device).unsqueeze(0) < lengths_t.unsqueeze(1))  # (B, T)
-        full = bool(mask.all())
+        if lengths is not None:
+            lengths = lengths.to(x.device, torch.long)
+        mask = None if lengths is None else torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+        if mask is not None and bool(mask.all()):
+            mask = None
         is_lstm = self._mode == "lstm"
-        h0_all = state[0] if is_lstm else state
-        c0_all = state[1] if is_lstm else None
-        hs, cs, traces = [], [], []
-        inp = x
-        for k in range(self.num_layers):
-            dir_outs = []
-            for d in range(self.num_directions):
-                idx = k * self.num_directions + d
-                seq = inp if d == 0 else reverse_padded(inp, lengths_t)
-                w_ih, w_hh = self._p("weight_ih", k, d), self._p("weight_hh", k, d)
-                b_ih, b_hh = self._p("bias_ih", k, d), self._p("bias_hh", k, d)
-                x_proj = seq @ w_ih.t() + b_ih  # (B, T, G*H) for all steps at once
-                h = h0_all[idx]
-                c = c0_all[idx] if is_lstm else None
-                outs = []
-                tr = {n: [] for n in "ifgoc"} if trace else None
-                for t in range(T):
-                    if is_lstm:
-                        h_new, c_new, gates = lstm_cell(x_proj[:, t], h, c, w_hh, b_hh)
-                        if tr is not None:
-                            for n, g in zip("ifgo", gates):
-                                tr[n].append(g)
-                            tr["c"].append(c_new)
-                    else:
-                        h_new, c_new = rnn_tanh_cell(x_proj[:, t], h, w_hh, b_hh), None
-                    if full:
-                        h, c = h_new, c_new
-                        outs.append(h)
-                    else:
-                        m = mask[:, t].unsqueeze(1)
-                        h = torch.where(m, h_new, h)
-                        if is_lstm:
-                            c = torch.where(m, c_new, c)
-                        outs.append(h_new * m)
-                out = torch.stack(outs, dim=1)
-                if d == 1:
-                    out = reverse_padded(out, lengths_t)
-                if tr is not None:
-                    tr = {n: torch.stack(v, dim=1) for n, v in tr.items()}
-                    if d == 1:
-                        tr = {n: reverse_padded(v, lengths_t) for n, v in tr.items()}
-                    traces.append(tr)
-                dir_outs.append(out)
-                hs.append(h)
+
+        def run(seq, k, d, h, c):
+            w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
+            x_proj = seq @ w_ih.t() + b_ih  # (B, T, G*H) for all steps at once
+            outs = []
+            tr = {n: [] for n in "ifgoc"} if trace and is_lstm else None
+            for t in range(T):
                 if is_lstm:
-                    cs.append(c)
-            if self.num_directions == 2:
-                inp = merge_directions(dir_outs[0], dir_outs[1], self.merge)
-            else:
-                inp = dir_outs[0]
-            if self.training and self.dropout > 0 and k < self.num_layers - 1:
-                inp = nn.functional.dropout(inp, self.dropout, True)
-        new_state = (torch.stack(hs), torch.stack(cs)) if is_lstm else torch.stack(hs)
-        return inp, new_state, traces
+                    h_new, c_new, gates = lstm_cell(x_proj[:, t], h, c, w_hh, b_hh)
+                    if tr is not None:
+                        for n, g in zip("ifgo", gates):
+                            tr[n].append(g)
+                        tr["c"].append(c_new)
+                else:
+                    h_new, c_new = rnn_tanh_cell(x_proj[:, t], h, w_hh, b_hh), None
+                if mask is None:
+                    h, c = h_new, c_new
+                    outs.append(h)
+                else:  # padded steps keep the state and output zeros
+                    m = mask[:, t].unsqueeze(1)
+                    h = torch.where(m, h_new, h)
+                    if is_lstm:
+                        c = torch.where(m, c_new, c)
+                    outs.append(h_new * m)
+            tr = None if tr is None else {n: torch.stack(v, dim=1) for n, v in tr.items()}
+            return torch.stack(outs, dim=1), h, c, tr
+
+        return self._stack(x, lengths, state, run)
 
 
 class LSTM(_Recurrent):
