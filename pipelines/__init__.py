@@ -1,0 +1,14 @@
+"""lstm-media pipelines: one sub-package per job (``kws``, ``video``, ``music``, ``long_memory``) plus
+what they share: the trainer, the model registry, the bundle (one checkpoint schema, one loader) and
+the ``lstm-media`` command.  Importing ``pipelines`` registers every model, so the registry is complete.
+"""
+from . import registry
+from .bundle import BundleError, load
+
+# every job's models register themselves on import; after this line the registry is complete
+from .kws import model as _kws_model  # noqa: E402,F401
+from .video import models as _video_models  # noqa: E402,F401
+from .music import models as _music_models  # noqa: E402,F401
+from . import long_memory as _long_memory  # noqa: E402,F401
+
+__all__ = ["BundleError", "load", "registry"]

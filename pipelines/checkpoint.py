@@ -22,4 +22,5 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - one clear line naming the file
-        raise ValueError(f"{path}: not a readable lstm-media checkpoint ({type(e).__name__}: {e})") from None
+        reason = " ".join(str(e).split())[:200]
+        raise ValueError(f"{path}: not a readable lstm-media checkpoint ({type(e).__name__}: {reason})") from None

@@ -4,6 +4,12 @@ AdamW with warm-up + cosine (or constant) learning rate, gradient-norm clipping 
 bf16 autocast on CUDA, seeded data order, checkpoints (``last.pt`` every N steps and at each epoch
 end, ``best.pt`` on a validation metric) written atomically, exact resume, tqdm progress,
 ``metrics.jsonl`` and ``loss.png``, and DistributedDataParallel when launched under ``torchrun``.
+
+Every checkpoint is a bundle (:mod:`pipelines.bundle`): the pipeline's meta part, the training config,
+validation metrics, versions, weights and the resume state under ``"trainer"``.  A non-finite loss stops
+training (:class:`NonFiniteLoss`) and no non-finite weights are ever saved; Ctrl-C saves ``last.pt`` at
+the end of the current step and raises :class:`TrainingInterrupted`; resuming with a different config
+raises :class:`ConfigMismatch`.
 """
 from __future__ import annotations
 
@@ -11,6 +17,9 @@ import json
 import math
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +32,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from . import bundle as _bundle
+from .checkpoint import load_checkpoint
 from .plots import plot_curves
 from encoders.config import DictConfig
 
 
 @dataclass
 class TrainConfig(DictConfig):
-    """Training hyper-parameters (stored in every checkpoint as ``train_config``)."""
+    """Training hyper-parameters (stored in every bundle as ``train``)."""
 
     epochs: int = 10
     batch_size: int = 32  # global batch: split evenly across DDP ranks
@@ -55,6 +65,45 @@ class TrainConfig(DictConfig):
     progress: bool = True
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
 
+
+# settings that change how a run is watched or where it runs, not what it learns: a resumed run may differ
+RUNTIME_KEYS = frozenset({"progress", "device", "num_workers", "log_every", "threads", "workers", "amp"})
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or inf; nothing non-finite was saved."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fit``: ``last.pt`` holds the state after the last completed step."""
+
+    def __init__(self, path: Path, step: int):
+        self.path, self.step = path, step
+        super().__init__(f"interrupted at step {step}; {path} saved")
+
+
+class ConfigMismatch(ValueError):
+    """``last.pt`` in the run folder was trained with other settings than the ones given now."""
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two (nested) config dicts, runtime keys aside."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if k in RUNTIME_KEYS:
+            continue
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, f"{prefix}{k}.")
+        elif _plain(a) != _plain(b):
+            out.append(f"{prefix}{k} ({a!r} -> {b!r})")
+    return out
+
+
+def _plain(v):
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
 
 
 def seed_everything(seed: int) -> None:
@@ -122,13 +171,14 @@ class Trainer:
         evaluate: ``evaluate(model) -> {name: float}`` on validation data, called on rank 0 with the bare
             model in eval mode; ``config.metric`` picks best.pt.  None: best.pt = last.
         collate_fn: for the DataLoader.
-        extra: plain data saved in every checkpoint under ``"extra"``: model config, labels, vocabulary,
-            normalisation statistics — everything needed to use the model later.
+        bundle: the bundle's meta part (:func:`pipelines.bundle.make_meta`): kind, registry name and
+            config of the model, front end, labels/vocabulary, task config, data, extras — everything
+            needed to use the model later.  Saved in every checkpoint.
     """
 
     def __init__(self, model: nn.Module, config: TrainConfig, train_set: Dataset, out_dir: str | Path,
                  loss_fn: Callable, evaluate: Callable[[nn.Module], dict] | None = None,
-                 collate_fn: Callable | None = None, extra: dict | None = None):
+                 collate_fn: Callable | None = None, bundle: dict | None = None):
         self.model = model
         self.cfg = config
         self.train_set = train_set
@@ -136,7 +186,10 @@ class Trainer:
         self.loss_fn = loss_fn
         self.evaluate_fn = evaluate
         self.collate_fn = collate_fn
-        self.extra = extra or {}
+        if bundle is None:
+            raise TypeError("Trainer needs bundle=pipelines.bundle.make_meta(...)")
+        self.meta = {k: bundle.get(k) for k in _bundle.META_KEYS}
+        self.carry: dict = {}  # extra resume state a loss_fn keeps (e.g. carried TBPTT state); see carry_state
         self.history: list[dict] = []
         if config.mode not in ("min", "max"):
             raise ValueError("mode must be 'min' or 'max'")
@@ -183,18 +236,34 @@ class Trainer:
                 f.write(json.dumps(row) + "\n")
 
     def _state(self, step, epoch, step_in_epoch, best, metrics) -> dict:
-        return {
-            "model": self.bare.state_dict(),
+        trainer = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": step, "epoch": epoch, "step_in_epoch": step_in_epoch,
-            "best_metric": best, "metrics": metrics,
+            "best_metric": best,
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "train_config": self.cfg.to_dict(),
             "history": self.history,
-            "extra": self.extra,
+            "carry": self.carry_state() if callable(getattr(self, "carry_state", None)) else {},
         }
+        return _bundle.complete(self.meta, self.bare.state_dict(), train=self.cfg.to_dict(),
+                                metrics={"val": metrics}, trainer=trainer)
+
+    def _check_resume(self, ck: dict, path: Path) -> None:
+        """Stop with one line when ``path`` was trained with other settings than this run's."""
+        _bundle.check(ck, path)
+        if "trainer" not in ck:
+            raise _bundle.BundleError(f"{path}: holds no training state (a shipped or exported model); "
+                                      "use --fresh or another --out")
+        old = {"model": ck["model"], "model_config": ck["model_config"], "task": ck["task"], "train": ck["train"],
+               "kind": ck["kind"]}
+        new = {"model": self.meta["model"], "model_config": self.meta["model_config"], "task": self.meta["task"],
+               "train": self.cfg.to_dict(), "kind": self.meta["kind"]}
+        diff = config_diff(old, new)
+        if diff:
+            raise ConfigMismatch(f"{path} was trained with other settings: {'; '.join(diff[:6])}"
+                                 f"{' ...' if len(diff) > 6 else ''}; rerun with --fresh to start over "
+                                 "(or choose another --out)")
 
     def _evaluate(self) -> dict:
         if self.evaluate_fn is None or not self.is_main:
@@ -241,15 +310,21 @@ class Trainer:
         last = self.out_dir / "last.pt"
         if resume and last.exists():
             ck = load_checkpoint(last, map_location=device)
-            self.bare.load_state_dict(ck["model"])
-            self.optimizer.load_state_dict(ck["optimizer"])
-            self.scheduler.load_state_dict(ck["scheduler"])
-            step, epoch, step_in_epoch = ck["step"], ck["epoch"], ck["step_in_epoch"]
-            best, metrics = ck["best_metric"], ck["metrics"]
-            self.history = list(ck["history"])
-            torch.set_rng_state(ck["rng"].cpu())
-            if torch.cuda.is_available() and ck["cuda_rng"]:
-                torch.cuda.set_rng_state_all([s.cpu() for s in ck["cuda_rng"]])
+            self._check_resume(ck, last)
+            tr = ck["trainer"]
+            self.bare.load_state_dict(ck["state_dict"])
+            self.optimizer.load_state_dict(tr["optimizer"])
+            self.scheduler.load_state_dict(tr["scheduler"])
+            step, epoch, step_in_epoch = tr["step"], tr["epoch"], tr["step_in_epoch"]
+            best, metrics = tr["best_metric"], ck["metrics"].get("val", {})
+            self.history = list(tr["history"])
+            torch.set_rng_state(tr["rng"].cpu())
+            if torch.cuda.is_available() and tr["cuda_rng"]:
+                torch.cuda.set_rng_state_all([s.cpu() for s in tr["cuda_rng"]])
+            if tr.get("carry") and callable(getattr(self, "load_carry", None)):
+                self.load_carry(tr["carry"])
+            if self.is_main:
+                print(f"resuming from {last} at epoch {epoch}, step {step}", file=sys.stderr, flush=True)
             if self.is_main:  # the log restarts from what the checkpoint knew
                 with open(self.out_dir / "metrics.jsonl", "w") as f:
                     f.writelines(json.dumps(r) + "\n" for r in self.history)
@@ -264,9 +339,9 @@ class Trainer:
             if not self.is_main:
                 return
             state = self._state(step, epoch, step_in_epoch, best, metrics)
-            save_checkpoint(state, last)
+            _bundle.save(state, last)  # refuses non-finite weights
             if is_best or self.evaluate_fn is None:
-                save_checkpoint(state, self.out_dir / "best.pt")
+                _bundle.save(state, self.out_dir / "best.pt")
 
         def run_eval():
             nonlocal best, metrics
@@ -277,10 +352,19 @@ class Trainer:
             self._log({"step": step, "epoch": epoch, **{f"val_{k}": v for k, v in m.items()}})
             if cfg.metric not in m:
                 raise KeyError(f"evaluate() returned {sorted(m)}, not the selection metric {cfg.metric!r}")
-            if self._better(m[cfg.metric], best):
+            if math.isfinite(m[cfg.metric]) and self._better(m[cfg.metric], best):
                 best = m[cfg.metric]
                 return True
             return False
+
+        def share_best():
+            """Rank 0 evaluates; every rank must know ``best`` to stop together (early-stop target)."""
+            nonlocal best
+            if self.world > 1 and cfg.target is not None:
+                t = torch.tensor([float("nan") if best is None else float(best)], dtype=torch.float64,
+                                 device=device if dist.get_backend() == "nccl" else "cpu")
+                dist.broadcast(t, 0)
+                best = None if math.isnan(float(t)) else float(t)
 
         def reached() -> bool:
             if cfg.target is None or best is None:
@@ -291,54 +375,82 @@ class Trainer:
             return (epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
                     or (stop_after is not None and step >= stop_after) or reached())
 
-        while not done():
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(epoch)
-            sampler = GlobalBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed, epoch, cfg.shuffle,
-                                         cfg.drop_last, self.rank, self.world, start=step_in_epoch)
-            # a private generator keeps DataLoader from drawing on the global RNG (exact resume)
-            loader = DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate_fn,
-                                num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
-                                pin_memory=device.type == "cuda")
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and self.is_main),
-                       leave=False, dynamic_ncols=True)
-            for batch in bar:
-                batch = to_device(batch, device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = self.loss_fn(model, batch)
-                loss, logs = (out if isinstance(out, tuple) else (out, {}))
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    gnorm = nn.utils.clip_grad_norm_(self.bare.parameters(), cfg.grad_clip)
-                    logs = {**logs, "grad_norm": float(gnorm)}
-                self.optimizer.step()
-                self.scheduler.step()
-                step += 1
-                step_in_epoch += 1
-                running += float(loss.detach())
-                running_n += 1
-                for k, v in logs.items():
-                    extra_logs[k] = extra_logs.get(k, 0.0) + float(v)
-                if step % cfg.log_every == 0 or step_in_epoch == spe:
-                    row = {"step": step, "epoch": epoch, "train_loss": running / running_n,
-                           "lr": self.scheduler.get_last_lr()[0], "time": round(time.time() - t0, 3)}
-                    row.update({k: v / running_n for k, v in extra_logs.items()})
-                    self._log(row)
-                    bar.set_postfix(loss=f"{running / running_n:.4f}")
-                    running, running_n, extra_logs = 0.0, 0, {}
-                is_best = bool(cfg.eval_every and step % cfg.eval_every == 0 and run_eval())
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or is_best:
+        stop = {"sigint": False}
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            def on_sigint(signum, frame):  # finish the step, save, then stop: the resume stays exact
+                if stop["sigint"]:  # a second Ctrl-C does not wait
+                    raise KeyboardInterrupt
+                stop["sigint"] = True
+
+            previous_handler = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            while not done():
+                if hasattr(self.train_set, "set_epoch"):
+                    self.train_set.set_epoch(epoch)
+                sampler = GlobalBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed, epoch, cfg.shuffle,
+                                             cfg.drop_last, self.rank, self.world, start=step_in_epoch)
+                # a private generator keeps DataLoader from drawing on the global RNG (exact resume)
+                loader = DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate_fn,
+                                    num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+                                    pin_memory=device.type == "cuda")
+                bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           disable=not (cfg.progress and self.is_main), leave=False, dynamic_ncols=True)
+                for batch in bar:
+                    batch = to_device(batch, device)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        out = self.loss_fn(model, batch)
+                    loss, logs = (out if isinstance(out, tuple) else (out, {}))
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        self._non_finite(step + 1, f"loss {loss_value}")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        gnorm = float(nn.utils.clip_grad_norm_(self.bare.parameters(), cfg.grad_clip))
+                        if not math.isfinite(gnorm):
+                            self._non_finite(step + 1, f"gradient norm {gnorm} (loss {loss_value:.4g})")
+                        logs = {**logs, "grad_norm": gnorm}
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    step += 1
+                    step_in_epoch += 1
+                    running += loss_value
+                    running_n += 1
+                    for k, v in logs.items():
+                        extra_logs[k] = extra_logs.get(k, 0.0) + float(v)
+                    if step % cfg.log_every == 0 or step_in_epoch == spe:
+                        row = {"step": step, "epoch": epoch, "train_loss": running / running_n,
+                               "lr": self.scheduler.get_last_lr()[0], "time": round(time.time() - t0, 3)}
+                        row.update({k: v / running_n for k, v in extra_logs.items()})
+                        self._log(row)
+                        bar.set_postfix(loss=f"{running / running_n:.4f}")
+                        running, running_n, extra_logs = 0.0, 0, {}
+                    is_best = bool(cfg.eval_every and step % cfg.eval_every == 0 and run_eval())
+                    if cfg.eval_every and step % cfg.eval_every == 0:
+                        share_best()
+                    if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or is_best:
+                        checkpoint(is_best)
+                    if stop["sigint"]:
+                        if step_in_epoch >= spe:
+                            epoch, step_in_epoch = epoch + 1, 0
+                        checkpoint(False)
+                        raise TrainingInterrupted(last, step)
+                    if done():
+                        break
+                bar.close()
+                if step_in_epoch >= spe:  # the epoch is complete
+                    epoch += 1
+                    step_in_epoch = 0
+                    is_best = bool(not cfg.eval_every and run_eval())
+                    if not cfg.eval_every:
+                        share_best()
                     checkpoint(is_best)
-                if done():
-                    break
-            bar.close()
-            if step_in_epoch >= spe:  # the epoch is complete
-                epoch += 1
-                step_in_epoch = 0
-                checkpoint(bool(not cfg.eval_every and run_eval()))
-            else:  # interrupted (stop_after / max_steps) inside an epoch
-                checkpoint(False)
+                else:  # interrupted (stop_after / max_steps) inside an epoch
+                    checkpoint(False)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
         interrupted = stop_after is not None and step >= stop_after and not (
             epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps) or reached())
         if self.evaluate_fn is not None and not metrics and not interrupted:
@@ -351,6 +463,13 @@ class Trainer:
         return {"step": step, "epoch": epoch, "best_metric": best, "metrics": metrics,
                 "seconds": seconds, "out_dir": str(self.out_dir), "reached_target": reached()}
 
+    def _non_finite(self, step: int, what: str) -> None:
+        lr = self.scheduler.get_last_lr()[0]
+        last = self.out_dir / "last.pt"
+        kept = f"{last} keeps the last good state" if last.exists() else "nothing was saved"
+        raise NonFiniteLoss(f"training stopped at step {step}: {what} at learning rate {lr:.3g}; {kept}; "
+                            "lower --lr (or check the data) and rerun with --fresh")
+
     def _plot(self) -> None:
         tr = [(r["step"], r["train_loss"]) for r in self.history if "train_loss" in r]
         curves = {"train loss": ([s for s, _ in tr], [v for _, v in tr])}
@@ -360,14 +479,5 @@ class Trainer:
         plot_curves(curves, self.out_dir / "loss.png", title=self.out_dir.name)
 
 
-def load_for_inference(path: str | Path, build: Callable[[dict], nn.Module], map_location="cpu"):
-    """Read a checkpoint and rebuild its model: ``build(extra) -> module``; returns (model, extra)."""
-    ck = load_checkpoint(path, map_location=map_location)
-    model = build(ck["extra"])
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model, ck["extra"]
-
-
 __all__ = ["TrainConfig", "Trainer", "GlobalBatchSampler", "seed_everything", "to_device", "resolve_device",
-           "load_for_inference"]
+           "NonFiniteLoss", "TrainingInterrupted", "ConfigMismatch", "config_diff", "RUNTIME_KEYS"]

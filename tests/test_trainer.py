@@ -10,8 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from pipelines import bundle
 from pipelines.checkpoint import load_checkpoint, save_checkpoint
-from pipelines.trainer import GlobalBatchSampler, TrainConfig, Trainer
+from pipelines.trainer import (ConfigMismatch, GlobalBatchSampler, NonFiniteLoss, TrainConfig, Trainer,
+                               TrainingInterrupted)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +45,8 @@ def make(out, seed=0, epochs=3, lr=3e-2, p_drop=0.1, noise=0.01, **kw):
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=lr, seed=seed, progress=False, log_every=1, **kw)
     data = NoisyData(x, y)
     data.noise = noise
-    return Trainer(model, cfg, data, out, loss_fn, evaluate, extra={"note": "test"})
+    meta = bundle.make_meta("long-memory", "test-mlp", {"hidden": 16}, task={"note": "test"})
+    return Trainer(model, cfg, data, out, loss_fn, evaluate, bundle=meta)
 
 
 def test_trainer_learns_and_writes_outputs(tmp_path):
@@ -53,7 +56,9 @@ def test_trainer_learns_and_writes_outputs(tmp_path):
     assert train[-1] < 0.2 * train[0]
     assert res["best_metric"] == min(r["val_loss"] for r in rows if "val_loss" in r)
     ck = load_checkpoint(tmp_path / "best.pt")
-    assert ck["extra"] == {"note": "test"} and ck["train_config"]["batch_size"] == 16
+    bundle.check(ck)
+    assert ck["task"] == {"note": "test"} and ck["train"]["batch_size"] == 16 and ck["model"] == "test-mlp"
+    assert ck["metrics"]["val"]["loss"] == res["best_metric"] and "optimizer" in ck["trainer"]
     assert (tmp_path / "loss.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -65,8 +70,8 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     assert r1["step"] == 7
     r2 = make(tmp_path / "part").fit()  # a fresh process would do exactly this
     assert r2["step"] == full["step"] == 18
-    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
     assert r2["best_metric"] == pytest.approx(full["best_metric"], abs=1e-7)
@@ -109,25 +114,104 @@ def test_global_batches_split_across_ranks():
 
 
 DDP_SCRIPT = r'''
-import sys, torch
-sys.path.insert(0, sys.argv[2])
+import json, sys, torch
 from tests.test_trainer import make
-make(sys.argv[1], epochs=2, p_drop=0.0, noise=0.0).fit()
+kw = json.loads(sys.argv[2])
+res = make(sys.argv[1], **kw).fit()
+rank = torch.distributed.get_rank()
+open(f"{sys.argv[1]}/rank{rank}.json", "w").write(json.dumps({"step": res["step"], "rank": rank}))
 '''
 
 
-def test_ddp_under_torchrun_matches_single_process(tmp_path):
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(tmp_path, out, **kw):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           str(script), str(tmp_path / "ddp"), str(ROOT)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(free_port()), str(script), str(out), json.dumps(kw)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("rank*.json"))]
+
+
+def test_ddp_under_torchrun_matches_single_process(tmp_path):
+    torchrun(tmp_path, tmp_path / "ddp", epochs=2, p_drop=0.0, noise=0.0)
     make(tmp_path / "single", epochs=2, p_drop=0.0, noise=0.0).fit()
     a = load_checkpoint(tmp_path / "ddp" / "last.pt")
     b = load_checkpoint(tmp_path / "single" / "last.pt")
-    assert a["step"] == b["step"] == 12
+    assert a["trainer"]["step"] == b["trainer"]["step"] == 12
     # two ranks on half batches with averaged gradients == one process on the whole batch
-    for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_ddp_early_stop_is_taken_by_every_rank(tmp_path):
+    # rank 0 alone evaluates; the target it reaches must stop rank 1 too (else rank 1 hangs in all-reduce)
+    rows = torchrun(tmp_path, tmp_path / "stop", epochs=40, p_drop=0.0, noise=0.0, target=1000.0)
+    steps = {r["rank"]: r["step"] for r in rows}
+    assert set(steps) == {0, 1} and steps[0] == steps[1] == 6, rows  # the target holds after the first epoch
+
+
+def test_non_finite_loss_stops_and_saves_nothing_non_finite(tmp_path):
+    t = make(tmp_path, epochs=3, lr=1e6, grad_clip=None)
+    with pytest.raises(NonFiniteLoss, match="step [0-9]+: loss -?(nan|inf) at learning rate"):
+        t.fit()
+    for name in ("last.pt", "best.pt"):
+        if (tmp_path / name).exists():
+            assert not bundle.non_finite(load_checkpoint(tmp_path / name)["state_dict"])
+
+
+def test_save_refuses_non_finite_weights(tmp_path):
+    b = bundle.complete(bundle.make_meta("music", "m", {}), {"w": torch.tensor([1.0, float("nan")])})
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        bundle.save(b, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_second_train_resumes_and_says_so(tmp_path, capsys):
+    make(tmp_path, epochs=1).fit()
+    capsys.readouterr()
+    res = make(tmp_path, epochs=1).fit()
+    assert f"resuming from {tmp_path / 'last.pt'} at epoch 1, step 6" in capsys.readouterr().err
+    assert res["step"] == 6  # nothing left to do
+
+
+def test_resume_with_other_settings_names_the_fields(tmp_path):
+    make(tmp_path, epochs=1).fit()
+    with pytest.raises(ConfigMismatch, match=r"train\.lr \(0\.03 -> 0\.1\).*--fresh"):
+        make(tmp_path, epochs=1, lr=0.1).fit()
+    res = make(tmp_path, epochs=1, lr=0.1).fit(resume=False)  # --fresh
+    assert res["step"] == 6 and load_checkpoint(tmp_path / "last.pt")["train"]["lr"] == 0.1
+
+
+def test_sigint_saves_last_and_resumes_exactly(tmp_path):
+    import signal
+
+    full = make(tmp_path / "full").fit()
+    t = make(tmp_path / "part")
+    calls = {"n": 0}
+    inner = t.loss_fn
+
+    def loss_then_interrupt(m, batch):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of step 8
+        return inner(m, batch)
+
+    t.loss_fn = loss_then_interrupt
+    with pytest.raises(TrainingInterrupted) as e:
+        t.fit()
+    assert e.value.step == 8 and load_checkpoint(tmp_path / "part" / "last.pt")["trainer"]["step"] == 8
+    make(tmp_path / "part").fit()
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)

@@ -8,7 +8,7 @@ only at the end, is 0.5 + (X1 + X2) / 4; a sequence counts as correct when |erro
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -16,8 +16,9 @@ from torch import Tensor, nn
 
 import lstm
 
-from .registry import register_model
-from .trainer import TrainConfig, Trainer, seed_everything
+from ..bundle import make_meta
+from ..registry import register_model
+from ..trainer import TrainConfig, Trainer, seed_everything
 
 TOLERANCE = 0.04
 
@@ -108,7 +109,8 @@ def train_one(cell: str, cfg: LongMemoryConfig, out_dir: Path, max_steps: int) -
     seed_everything(cfg.seed)
     hidden = cfg.lstm_hidden if cell == "lstm" else cfg.rnn_hidden
     # chrono init: the LSTM's memory time scales spread up to the longest sequence (Tallec & Ollivier 2018)
-    model = AddingRegressor(cell, hidden, chrono=cfg.T + cfg.T // 10)
+    chrono = cfg.T + cfg.T // 10 if cell == "lstm" else None
+    model = AddingRegressor(cell, hidden, chrono=chrono)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     valid = adding_problem(cfg.valid_size, cfg.T, gen)
     train = AddingData(cfg.train_size, cfg.T, cfg.seed + 2)
@@ -125,9 +127,10 @@ def train_one(cell: str, cfg: LongMemoryConfig, out_dir: Path, max_steps: int) -
     tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0, max_steps=max_steps,
                      metric="accuracy", mode="max", target=cfg.target, eval_every=cfg.eval_every,
                      warmup_steps=100, seed=cfg.seed, progress=cfg.progress, log_every=50)
-    trainer = Trainer(model, tc, train, out_dir / cell, loss_fn, evaluate, collate_fn=lambda b: b,
-                      extra={"model": "adding-regressor", "model_config": {"cell": cell, "hidden_size": hidden},
-                             "T": cfg.T})
+    meta = make_meta("long-memory", "adding-regressor", {"cell": cell, "hidden_size": hidden, "chrono": chrono},
+                     front_end={"inputs": ["value", "marker"]}, task=asdict(cfg),
+                     data={"task": "adding", "T": cfg.T, "train_size": cfg.train_size, "seed": cfg.seed + 2})
+    trainer = Trainer(model, tc, train, out_dir / cell, loss_fn, evaluate, collate_fn=lambda b: b, bundle=meta)
     t0 = time.time()
     res = trainer.fit(resume=False)
     seconds = time.time() - t0
@@ -138,8 +141,8 @@ def train_one(cell: str, cfg: LongMemoryConfig, out_dir: Path, max_steps: int) -
 
 def run(cfg: LongMemoryConfig, out_dir: str | Path) -> dict:
     """Train an LSTM, then a tanh RNN with the same step budget; test both on fresh sequences."""
-    from .checkpoint import load_checkpoint
-    from .plots import plot_curves
+    from ..checkpoint import load_checkpoint
+    from ..plots import plot_curves
 
     out_dir = Path(out_dir)
     for p in (out_dir / "lstm" / "last.pt", out_dir / "rnn" / "last.pt"):
@@ -152,7 +155,7 @@ def run(cfg: LongMemoryConfig, out_dir: str | Path) -> dict:
         steps = cfg.max_steps if cell == "lstm" else max(runs["lstm"]["result"]["step"], cfg.rnn_min_steps)
         r = train_one(cell, cfg, out_dir, steps)
         best = load_checkpoint(out_dir / cell / "best.pt")
-        r["model"].load_state_dict(best["model"])
+        r["model"].load_state_dict(best["state_dict"])
         r["model"].eval()
         with torch.no_grad():
             acc, mse = accuracy(r["model"], test)

@@ -1,0 +1,62 @@
+"""``lstm-media long-memory``: LSTM vs tanh RNN on the adding problem (Hochreiter & Schmidhuber 1997).
+
+    lstm-media long-memory --T 100 --json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from ..cli_common import (add_debug, add_runtime, apply_runtime, bounded_int, main_for, positive_float,
+                          positive_int)
+
+
+def build_parser(p: argparse.ArgumentParser) -> None:
+    from . import LongMemoryConfig
+
+    d = LongMemoryConfig()
+    p.add_argument("--T", type=bounded_int(10, 100_000), default=d.T, help="minimal sequence length (default %(default)s)")
+    p.add_argument("--out", default="runs/long_memory", help="output folder (checkpoints, curves PNG)")
+    p.add_argument("--max-steps", type=positive_int, default=d.max_steps,
+                   help="LSTM step budget; the RNN gets the steps the LSTM used")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
+    p.add_argument("--lstm-hidden", type=positive_int, default=d.lstm_hidden)
+    p.add_argument("--rnn-hidden", type=positive_int, default=d.rnn_hidden)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--dry-run", action="store_true", help="a few steps on tiny data (CI)")
+    add_runtime(p, device=False)
+    add_debug(p)
+    p.set_defaults(func=run_cmd, threads=1)  # small recurrent nets run best on one thread
+
+
+def run_cmd(args) -> int:
+    from . import LongMemoryConfig, run
+
+    apply_runtime(args)
+    cfg = LongMemoryConfig(T=args.T, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                           lstm_hidden=args.lstm_hidden, rnn_hidden=args.rnn_hidden, seed=args.seed,
+                           progress=sys.stderr.isatty())
+    if args.dry_run:
+        cfg = dataclasses.replace(cfg, train_size=256, valid_size=64, test_size=64, max_steps=8, eval_every=4,
+                                  rnn_min_steps=8)
+    res = run(cfg, args.out)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"adding problem, T={res['T']}: accuracy on {res['test_sequences']} test sequences "
+              f"(|error| < {res['tolerance']})")
+        for cell in ("lstm", "rnn"):
+            print(f"  {cell.upper():5s} {res[f'{cell}_accuracy']:.4f}  ({res[f'{cell}_params']} params, "
+                  f"{res[f'{cell}_steps']} steps, {res[f'{cell}_seconds']} s)")
+        print(f"learning curves: {res['plot']}")
+    return 0
+
+
+main = main_for(build_parser, "lstm-media long-memory", __doc__)
+
+if __name__ == "__main__":
+    sys.exit(main())
