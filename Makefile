@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 export MPLBACKEND := Agg
 
-.PHONY: demo test setup debs demo-long-memory demo-kws demo-video demo-music bench clean
+.PHONY: demo test setup debs models demo-long-memory demo-kws demo-video demo-music bench clean
 
 setup: $(STAMP) debs
 
@@ -37,6 +37,10 @@ demo-video: setup
 
 demo-music: setup
 	$(PY) scripts/music.py demo --out runs/demo-music
+
+# retrain every shipped model (pipelines/models/*.pt) from scratch; rewrites the README's model card
+models: setup
+	$(PY) scripts/make_models.py
 
 test: setup
 	$(PY) -m pytest tests

@@ -170,3 +170,5 @@ def run(cfg: LongMemoryConfig, out_dir: str | Path) -> dict:
                 title=f"Adding problem, T = {cfg.T}")
     res["plot"] = str(out_dir / "learning_curves.png")
     return res
+
+from .cloze import ClozeConfig, run_cloze  # noqa: E402,F401 - registers "cloze-tagger"
