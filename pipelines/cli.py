@@ -5,6 +5,7 @@
     lstm-media video caption clip.mp4
     lstm-media music generate --out song.mid --seconds 10
     lstm-media long-memory --T 100             # LSTM vs tanh RNN on the adding problem
+    lstm-media explain --task adding           # the gates of a trained LSTM, drawn (adding | kws)
     lstm-media models [--json]                 # the trained models shipped with the package
     lstm-media info CHECKPOINT [--json]        # what a checkpoint holds
 """
@@ -76,10 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="lstm-media", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="job", required=True, metavar="{kws,video,music,long-memory,models,info}")
+    sub = p.add_subparsers(dest="job", required=True, metavar="{kws,video,music,long-memory,explain,models,info}")
     for name, (module, help_) in JOBS.items():
         jp = sub.add_parser(name, help=help_, description=help_)
         importlib.import_module(module).build_parser(jp)
+    from . import explain
+
+    explain.build(sub.add_parser("explain", help="draw the gates and cell state of a trained LSTM for one input",
+                                 description=explain.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     m = add_command(sub, "models", cmd_models, "list the trained models shipped with the package")
     m.add_argument("--json", action="store_true")
     i = add_command(sub, "info", cmd_info, "what a checkpoint (file or shipped model name) holds")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .cli_common import add_debug, log, main_for, write_text_atomic
 
-JOBS = ("kws", "video", "music")
+JOBS = ("kws", "video", "music", "long_memory")
 MAX_BYTES = 3 * 1024 * 1024
 MAX_TOTAL = 10 * 1024 * 1024
 START, END = "<!-- model-card:start -->", "<!-- model-card:end -->"

@@ -36,6 +36,12 @@ class SkipCounter:
         return f"skipped {len(self.errors)} {what}:\n  {shown}{more}"
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_save(obj, path: str | Path) -> Path:
     """``torch.save`` through a temp file in the same folder and an atomic rename: a crash or a full
     disk never leaves a half-written checkpoint or cache behind."""
@@ -49,6 +55,7 @@ def atomic_save(obj, path: str | Path) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -57,4 +64,4 @@ def atomic_save(obj, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["DecodeError", "SkipCounter", "atomic_save"]
+__all__ = ["DecodeError", "SkipCounter", "atomic_save", "_umask_mode"]
