@@ -204,11 +204,37 @@ def time_to_step(pm, t: float, cfg: MidiVocabConfig) -> int:
     return int(round(pm.time_to_tick(t) / pm.resolution * cfg.steps_per_quarter))
 
 
+def _quantize_score(score, cfg: MidiVocabConfig) -> list[Note]:
+    """:func:`quantize` for an :class:`encoders.io.midi.MidiScore` (ticks as numpy arrays)."""
+    out = []
+    for program, is_drum, a in score.tracks:
+        if is_drum:
+            continue
+        prog = program if cfg.programs else 0
+        keep = (a["pitch"] >= cfg.pitch_min) & (a["pitch"] <= cfg.pitch_max)
+        on = a["time"][keep].astype(np.int64)
+        off = on + a["duration"][keep].astype(np.int64)
+        if cfg.time_unit == "seconds":
+            s = np.round(score.tick_to_seconds(on) * 1000.0 / cfg.step_ms)
+            e = np.round(score.tick_to_seconds(off) * 1000.0 / cfg.step_ms)
+        else:
+            s = np.round(on / score.resolution * cfg.steps_per_quarter)
+            e = np.round(off / score.resolution * cfg.steps_per_quarter)
+        vel = np.clip(a["velocity"][keep], 1, 127)
+        out += [Note(int(si), max(int(ei), int(si) + 1), int(p), int(v), prog)
+                for si, ei, p, v in zip(s, e, a["pitch"][keep], vel)]
+    out.sort(key=lambda n: (n.start, n.program, n.pitch))
+    return out
+
+
 def quantize(pm, cfg: MidiVocabConfig) -> list[Note]:
-    """Pitched notes of ``pm`` on the config's grid (drums and out-of-range pitches dropped).
+    """Pitched notes of ``pm`` (a ``PrettyMIDI`` or an :class:`encoders.io.midi.MidiScore`) on the
+    config's grid (drums and out-of-range pitches dropped).
 
     Returns notes sorted by (start, program, pitch); not yet overlap-cleaned (see :func:`clean_notes`).
     """
+    if hasattr(pm, "tracks") and hasattr(pm, "tick_to_seconds"):
+        return _quantize_score(pm, cfg)
     out = []
     for inst in pm.instruments:
         if inst.is_drum:
