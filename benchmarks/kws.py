@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -62,11 +60,12 @@ def bench_frontend(n_batch: int, n_librosa: int, repeat: int) -> dict:
 
 
 def default_model(checkpoint: str | None):
-    from pipelines.kws.train import KWSConfig, load_model
+    from pipelines.kws.train import KWSConfig, load
     from pipelines.registry import get_model
 
-    if checkpoint:
-        return load_model(checkpoint)
+    if checkpoint:  # a file or a shipped model name ("kws")
+        model, b = load(checkpoint, "cpu", "benchmarks/kws.py")
+        return model, {"labels": b["labels"]}
     c = KWSConfig()
     m = get_model(c.model, n_classes=len(c.words) + 2, hidden_size=c.hidden_size, num_layers=c.num_layers).eval()
     from pipelines.kws.data import make_labels
@@ -146,7 +145,8 @@ def main(args) -> dict:
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=None, help="a trained kws checkpoint (default: an untrained default model)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a trained kws checkpoint or shipped model name (default: an untrained default model)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--librosa-clips", type=int, default=64)
     p.add_argument("--repeat", type=int, default=5)

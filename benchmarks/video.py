@@ -16,12 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from _machine import machine_info  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from _machine import machine_info  # benchmarks/ is the script's folder
 
 
 def bench_front_end(paths: list[Path], fe) -> dict:

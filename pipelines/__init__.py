@@ -2,8 +2,16 @@
 what they share: the trainer, the model registry, the bundle (one checkpoint schema, one loader) and
 the ``lstm-media`` command.  Importing ``pipelines`` registers every model, so the registry is complete.
 """
-from . import registry
-from .bundle import BundleError, load
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:  # must precede torch's import to take effect
+    # OpenMP threads that spin while waiting slow everything down badly (10x) when the cores are
+    # shared; waiting passively costs nothing on an idle machine
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import registry  # noqa: E402
+from .bundle import BundleError, load  # noqa: E402
 
 # every job's models register themselves on import; after this line the registry is complete
 from .kws import model as _kws_model  # noqa: E402,F401

@@ -1,4 +1,7 @@
 """Dataset layout reader, task labels, and seeded augmentation."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -6,9 +9,9 @@ import torch
 from encoders.audio import AugmentConfig
 from encoders.io import SkipCounter
 from encoders.io.audio import write_wav
-from pipelines.kws.data import (CLIP, PREFIX, KWSTrainSet, build_split, collate, eval_set, label_of, make_labels,
-                                noise_bank, scan_dataset, to_float)
-from pipelines.kws.synth import trim_and_centre, which_set
+from encoders.io import DecodeError
+from pipelines.kws.data import (CLIP, PREFIX, KWSTrainSet, build_split, collate, eval_set, label_of, load_clip,
+                                make_labels, noise_bank, scan_dataset, to_float, which_set)
 
 
 def tone(f, n=16000, amp=0.3):
@@ -98,8 +101,63 @@ def test_augmentation_is_seeded_and_optional(layout):
 
 
 def test_trim_and_centre():
+    from pipelines.kws.synth import trim_and_centre
+
     x = np.zeros(20000, np.float32)
     x[1000:5000] = 0.5
     y = trim_and_centre(x)
     nz = np.flatnonzero(y)
     assert len(y) == 16000 and abs((nz[0] + nz[-1]) / 2 - 8000) < 5
+
+
+def test_reading_a_dataset_does_not_load_the_synthesiser():
+    code = ("import sys, pipelines.kws.data, pipelines.kws, pipelines; "
+            "print('pipelines.kws.synth' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_list_entries_with_spaces_are_kept_whole(layout):
+    write_wav(layout / "yes" / "my voice_nohash_0.wav", tone(300))
+    write_wav(layout / "no" / "trailing _nohash_0.wav", tone(500))
+    (layout / "testing_list.txt").write_text("yes/my voice_nohash_0.wav\r\nno/trailing _nohash_0.wav\n"
+                                             "yes/ccc_nohash_0.wav  \n")
+    idx = scan_dataset(layout)
+    split = {(it.word, it.path.name): it.split for it in idx.items}
+    assert split[("yes", "my voice_nohash_0.wav")] == "testing"
+    assert split[("no", "trailing _nohash_0.wav")] == "testing"
+    assert split[("yes", "ccc_nohash_0.wav")] == "testing"  # stray blanks after a name without any
+    assert idx.list_missing == 0 and idx.list_outside == 0
+
+
+def test_list_entries_outside_the_root_are_skipped_and_counted(layout, capsys):
+    outside = layout.parent / "elsewhere" / "yes"
+    write_wav(outside / "zzz_nohash_0.wav", tone(300))
+    (layout / "testing_list.txt").write_text(f"../elsewhere/yes/zzz_nohash_0.wav\n{outside / 'zzz_nohash_0.wav'}\n"
+                                             "yes/ccc_nohash_0.wav\nyes/../../elsewhere/yes/zzz_nohash_0.wav\n")
+    idx = scan_dataset(layout)
+    assert idx.list_outside == 3
+    assert all(layout in it.path.parents for it in idx.items) and len(idx.items) == 12
+    assert [it.path.name for it in idx.split("testing")] == ["ccc_nohash_0.wav"]
+    err = capsys.readouterr().err
+    assert "skipped 3 entries pointing outside" in err and "testing_list.txt" in err
+
+
+def test_binary_list_file_is_one_line_naming_it(layout):
+    (layout / "validation_list.txt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DecodeError) as e:
+        scan_dataset(layout)
+    assert "validation_list.txt" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_silence_is_judged_by_energy_not_peak(tmp_path):
+    write_wav(tmp_path / "dc.wav", np.full(16000, 0.999, np.float32))  # full scale, no signal
+    hum = np.full(16000, -0.5, np.float32) + np.float32(2e-5) * np.sign(np.sin(np.arange(16000)))
+    write_wav(tmp_path / "offset.wav", hum)  # a DC offset and a -94 dBFS ripple
+    for name in ("dc.wav", "offset.wav"):
+        with pytest.raises(DecodeError, match="energy") as e:
+            load_clip(tmp_path / name)
+        assert name in str(e.value)
+    write_wav(tmp_path / "quiet.wav", tone(440, amp=0.003))  # quiet speech level (-53 dBFS RMS) is kept
+    assert np.abs(load_clip(tmp_path / "quiet.wav")).max() > 0.002

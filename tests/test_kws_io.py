@@ -1,6 +1,5 @@
 """Bad input: every file is decoded in one place; bad files give one line naming the file and are
-skipped and counted by train/eval/predict, never crashing the run."""
-import json
+skipped and counted by train/eval/predict, never crashing the run (the commands: test_kws_cli.py)."""
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,6 @@ import soundfile as sf
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.audio import load_audio, write_wav
 from pipelines.kws.data import build_split, make_labels, scan_dataset
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def tone(n=16000, sr=16000, f=440.0, amp=0.3):
@@ -80,130 +77,3 @@ def test_split_builder_skips_and_counts(tmp_path):
     sp = build_split(scan_dataset(root), None, make_labels(["yes", "no"]), sk, progress=False)
     assert len(sp.waves) == 1 and len(sk) == len(bad)
     assert all(any(str(p) in e for e in sk.errors) for p in bad.values())
-
-
-class Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def run_cli(*args):
-    """Run scripts/kws.py in this process (no interpreter start-up per call); capture its streams."""
-    import contextlib
-    import importlib.util
-    import io
-
-    spec = importlib.util.spec_from_file_location("kws_cli", REPO / "scripts" / "kws.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(cli.get_args_parser().parse_args([str(a) for a in args]))
-        except Exception as e:  # noqa: BLE001 - a crash is a failed run, reported like a subprocess would
-            import traceback
-
-            traceback.print_exc(file=err)
-            rc = 1
-    return Result(rc, out.getvalue(), err.getvalue())
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A tiny synthesised dataset (3 words, 10 voices) with bad files mixed in, and a few training steps."""
-    d = tmp_path_factory.mktemp("kws")
-    data, run = d / "data", d / "run"
-    r = run_cli("synth", "--out", data, "--words", "yes", "no", "cat", "--variants-per-accent", "1",
-                "--flite-takes", "1", "--espeak-takes", "1", "--json")
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout)
-    assert summary["clips"] == 3 * (8 + 5 * 1) and summary["failed"] == 0
-    bad = make_bad_files(data / "yes")
-    r = run_cli("train", "--data", data, "--out", run, "--words", "yes", "no", "--epochs", "2", "--hidden", "16",
-                "--layers", "1", "--batch-size", "8", "--json")
-    assert r.returncode == 0, r.stderr
-    return data, run, bad, json.loads(r.stdout), r.stderr
-
-
-def test_synth_layout(tiny_run):
-    data = tiny_run[0]
-    for w in ("yes", "no", "cat"):
-        clips = sorted((data / w).glob("*-*_nohash_*.wav"))
-        assert len(clips) >= 13
-        info = sf.info(clips[0])
-        assert info.samplerate == 16000 and info.frames == 16000 and info.channels == 1
-    assert (data / "validation_list.txt").is_file() and (data / "testing_list.txt").is_file()
-    assert len(list((data / "_background_noise_").glob("*.wav"))) >= 5
-    meta = json.loads((data / "synth.json").read_text())
-    listed = (data / "testing_list.txt").read_text().split() + (data / "validation_list.txt").read_text().split()
-    test_voices = {Path(p).name.split("_nohash_")[0] for p in (data / "testing_list.txt").read_text().split()}
-    train_voices = {p.name.split("_nohash_")[0] for p in data.glob("*/*_nohash_*.wav")} - \
-        {Path(p).name.split("_nohash_")[0] for p in listed}
-    assert not (test_voices & train_voices)  # split by voice, never by clip
-    assert len(meta["voices"]) == 13
-
-
-def test_train_skips_bad_files_and_writes_checkpoint(tiny_run):
-    data, run, bad, summary, stderr = tiny_run
-    assert (run / "best.pt").is_file() and (run / "loss.png").is_file()
-    n_bad_training = sum(1 for p in bad.values())  # names share one speaker: all in one split
-    assert summary["skipped"] == n_bad_training
-    for p in bad.values():
-        assert str(p) in stderr
-    assert 0.0 <= summary["test_accuracy"] <= 1.0 if summary["test_accuracy"] is not None else True
-
-
-def test_eval_json_and_png_with_and_without_lists(tiny_run, tmp_path):
-    data, run, bad, _, _ = tiny_run
-    r = run_cli("eval", "--checkpoint", run / "best.pt", "--data", data, "--json", "--png", tmp_path / "cm.png")
-    assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
-    assert {"accuracy", "per_class", "n"} <= set(rep) and rep["n"] > 0 and (tmp_path / "cm.png").is_file()
-    # a folder without list files: every file counts (bad ones skipped and counted)
-    flat = tmp_path / "flat"
-    for p in list(data.glob("no/*.wav"))[:4] + list(bad.values()):
-        (flat / "no").mkdir(parents=True, exist_ok=True)
-        (flat / "no" / p.name).write_bytes(p.read_bytes())
-    r = run_cli("eval", "--checkpoint", run / "best.pt", "--data", flat, "--json", "--png", tmp_path / "cm2.png")
-    assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
-    assert rep["n"] == 4 and rep["skipped"] == len(bad) and rep["split"] == "all"
-
-
-def test_predict_and_detect(tiny_run, tmp_path):
-    data, run, bad, _, _ = tiny_run
-    good = sorted(data.glob("no/*.wav"))[0]
-    r = run_cli("predict", "--checkpoint", run / "best.pt", good, bad["text"], "--json")
-    assert r.returncode == 0, r.stderr
-    preds = json.loads(r.stdout)["predictions"]
-    assert preds[0]["label"] in ("_silence_", "_unknown_", "yes", "no") and 0 <= preds[0]["score"] <= 1
-    assert "error" in preds[1] and str(bad["text"]) in r.stderr
-    wav = tmp_path / "long.wav"
-    r = run_cli("stream-wav", "--data", data, "--out", wav, "--words", "yes", "no", "--keywords", "3",
-                "--unknown", "1")
-    assert r.returncode == 0, r.stderr
-    truth = json.loads(wav.with_suffix(".json").read_text())
-    assert len(truth) == 4 and sf.info(wav).duration > 4 * 2
-    r = run_cli("detect", "--checkpoint", run / "best.pt", wav, "--json", "--threshold", "0.0")
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["rtf"] > 0 and res["score"]["keywords"] == 3 and len(res["detections"]) >= 1
-    r = run_cli("detect", "--checkpoint", run / "best.pt", bad["empty"])
-    assert r.returncode != 0 and str(bad["empty"]) in r.stderr and "Traceback" not in r.stderr
-
-
-def test_cli_task_selection():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("kws_cli", REPO / "scripts" / "kws.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    p = cli.get_args_parser()
-    cfg = cli._train_config(p.parse_args(["train", "--data", "d", "--out", "o"]))
-    assert cfg.words == ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go") and cfg.epochs == 15
-    cfg = cli._train_config(p.parse_args(["train", "--data", "d", "--out", "o", "--preset", "digits", "--epochs", "3"]))
-    assert cfg.words[0] == "zero" and len(cfg.words) == 10 and cfg.epochs == 3
-    cfg = cli._train_config(p.parse_args(["train", "--data", "d", "--out", "o", "--words", "cat", "dog",
-                                          "--bidirectional", "--features", "logmel", "--no-augment"]))
-    assert cfg.words == ("cat", "dog") and cfg.bidirectional and cfg.feature_kind == "logmel"
-    assert cfg.augment.noise_prob == 0 and cfg.augment.speed == (1.0, 1.0)

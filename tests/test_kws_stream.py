@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from pipelines.kws.data import make_labels
-from pipelines.kws.model import KWSLSTM, build_from_extra
+from pipelines import bundle
+from pipelines.kws.model import KWSLSTM
 from pipelines.kws.stream import DetectConfig, StreamingDetector, detect, score_detections, stream_logits
 from pipelines.registry import get_model
 
@@ -118,13 +119,15 @@ def test_score_detections():
     assert (s["keywords"], s["hits"], s["misses"], s["false_alarms"]) == (2, 1, 1, 3)
 
 
-def test_registry_and_rebuild_from_extra():
+def test_bundle_round_trip_keeps_weights_and_normalisation(tmp_path):
     m = model()
-    extra = {"model": "kws-lstm", "model_kwargs": {"n_classes": 5, "hidden_size": 24, "num_layers": 2}}
-    m2 = build_from_extra(extra)
-    assert isinstance(m2, KWSLSTM)
-    m2.load_state_dict(m.state_dict())  # normalisation statistics travel as buffers
-    m2.eval()
+    kwargs = {"n_classes": 5, "hidden_size": 24, "num_layers": 2}
+    meta = bundle.make_meta("kws", "kws-lstm", kwargs, front_end=m.feature_config.to_dict(),
+                            labels=make_labels(["a", "b", "c"]), extras={"detect_config": DetectConfig().to_dict()})
+    bundle.save(bundle.for_shipping(bundle.complete(meta, m.state_dict())), tmp_path / "m.pt")
+    m2, b = bundle.load(tmp_path / "m.pt", "kws")
+    assert isinstance(m2, KWSLSTM) and not m2.training and b["labels"][0] == "_silence_"
     w = wave(2)[None]
-    torch.testing.assert_close(m2(w), m(w))
-    assert torch.equal(m2.feat_mean, m.feat_mean)
+    torch.testing.assert_close(m2(w), m(w), atol=2e-2, rtol=2e-2)  # fp16 storage
+    # the normalisation statistics travel as buffers of the state_dict
+    torch.testing.assert_close(m2.feat_mean, m.feat_mean, atol=1e-2, rtol=1e-3)

@@ -1,65 +1,106 @@
-"""scripts/video.py end to end on tiny rendered data: train, eval, label (clips and --segment), caption."""
+"""``lstm-media video`` end to end on tiny rendered data: train (bundles, resume, config mismatch), eval,
+label (clips and --segment), caption, shipped defaults, wrong-kind checkpoints, flag bounds, and outputs
+that never replace inputs."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import video as cli  # noqa: E402
+from pipelines import bundle
+from pipelines.video.cli import main
+from pipelines.video.infer import read_srt
+from pipelines.video.synth import ACTIONS, render_long_video, synthesize
 
-from pipelines.video.infer import read_srt  # noqa: E402
-from pipelines.video.synth import ACTIONS, render_long_video, synthesize  # noqa: E402
+TINY = ["--frames", "4", "--size", "16", "--epochs", "1", "--threads", "1", "--device", "cpu"]
 
 
-def run(capsys, *argv):
-    args = cli.get_args_parser().parse_args(list(argv))
-    res = cli.main(args)
-    return res, capsys.readouterr()
+def run(capsys, *argv) -> tuple[int, object]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr()
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    return lines[-1]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("video_cli")
     data = root / "clips"
     synthesize(data, (2, 1, 2), seed=1, codecs=("mjpg", "mp4v"), progress=False)
-    return root, data
-
-
-@pytest.fixture(scope="module")
-def trained(setup):
-    root, data = setup
-    common = ["--data", str(data), "--frames", "4", "--size", "16", "--epochs", "1", "--json"]
     for task, out in (("classify", "cls"), ("caption", "cap")):
-        args = cli.get_args_parser().parse_args(["train", "--task", task, "--out", str(root / out), *common])
-        cli.main(args)
+        assert main(["train", "--task", task, "--data", str(data), "--out", str(root / out), *TINY, "--json"]) == 0
     return root, data
 
 
-def test_train_writes_checkpoints(trained):
+def test_train_writes_bundles(trained):
     root, _ = trained
-    for run_dir in ("cls", "cap"):
-        assert (root / run_dir / "best.pt").is_file() and (root / run_dir / "metrics.jsonl").is_file()
+    cls, _ = bundle.read(root / "cls/best.pt")
+    assert cls["kind"] == "video-classify" and cls["model"] == "video-cnn-lstm" and cls["labels"] == list(ACTIONS)
+    assert cls["model_config"]["num_classes"] == 6 and cls["front_end"]["num_frames"] == 4
+    assert cls["task"]["epochs"] == 1 and "accuracy" in cls["metrics"]["val"] and "trainer" in cls
+    cap, _ = bundle.read(root / "cap/best.pt")
+    assert cap["kind"] == "video-caption" and cap["vocab"][:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+    assert cap["model_config"]["vocab_size"] == len(cap["vocab"]) and "a" in cap["vocab"]
+    model, _ = bundle.load(root / "cap/best.pt", "video-caption")
+    assert isinstance(model, torch.nn.Module)
+
+
+def test_second_train_resumes_and_changed_lr_stops(trained, capsys):
+    root, data = trained
+    code, out = run(capsys, "train", "--data", data, "--out", root / "cls", *TINY, "--json")
+    assert code == 0 and f"resuming from {root / 'cls' / 'last.pt'}" in out.err
+    before = digest(root / "cls/last.pt")
+    code, out = run(capsys, "train", "--data", data, "--out", root / "cls", *TINY, "--lr", "0.01", "--json")
+    line = one_error_line(out.err)
+    assert code == 1 and "lr" in line and "--fresh" in line and out.out == ""
+    assert digest(root / "cls/last.pt") == before
 
 
 def test_eval_classify_json(trained, capsys):
     root, data = trained
-    _, out = run(capsys, "eval", "--checkpoint", str(root / "cls/best.pt"), "--data", str(data), "--json")
+    code, out = run(capsys, "eval", "--checkpoint", root / "cls/best.pt", "--data", data, "--json", "--threads", "1")
     rep = json.loads(out.out)
-    assert rep["n"] == 12 and 0.0 <= rep["accuracy"] <= 1.0 and set(rep["per_class"]) == set(ACTIONS)
+    assert code == 0 and rep["n"] == 12 and 0.0 <= rep["accuracy"] <= 1.0 and set(rep["per_class"]) == set(ACTIONS)
     assert Path(rep["confusion_png"]).is_file() and sum(map(sum, rep["confusion"])) == 12
 
 
 def test_eval_caption_json(trained, capsys):
     root, data = trained
-    _, out = run(capsys, "eval", "--checkpoint", str(root / "cap/best.pt"), "--data", str(data), "--json")
+    code, out = run(capsys, "eval", "--checkpoint", root / "cap/best.pt", "--data", data, "--json", "--threads", "1",
+                    "--no-meteor")
     rep = json.loads(out.out)
-    assert rep["n"] == 12 and {"bleu4", "cider", "exact_match"} <= set(rep)
+    assert code == 0 and rep["n"] == 12 and {"bleu4", "cider", "exact_match"} <= set(rep)
+
+
+def test_eval_missing_data_creates_nothing(trained, capsys, tmp_path):
+    root, _ = trained
+    missing = tmp_path / "nope"
+    code, out = run(capsys, "eval", "--checkpoint", root / "cls/best.pt", "--data", missing)
+    assert code == 1 and str(missing) in one_error_line(out.err) and not missing.exists()
+
+
+def test_eval_with_no_usable_clip_is_an_error(trained, capsys, tmp_path):
+    root, _ = trained
+    (tmp_path / "grow").mkdir()
+    (tmp_path / "grow" / "broken.avi").write_bytes(b"not a video")
+    code, out = run(capsys, "eval", "--checkpoint", root / "cls/best.pt", "--data", tmp_path, "--split", "all",
+                    "--out", tmp_path / "report")
+    assert code == 1 and "no usable" in one_error_line(out.err) and out.out == ""
+    assert not (tmp_path / "report" / "confusion.png").exists()
 
 
 def test_label_clips_skips_bad_files(trained, capsys, tmp_path):
@@ -70,24 +111,50 @@ def test_label_clips_skips_bad_files(trained, capsys, tmp_path):
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "broken.mp4").write_bytes(b"\x00" * 100)
     (folder / "empty.avi").write_bytes(b"")
-    res, out = run(capsys, "label", "--checkpoint", str(root / "cls/best.pt"), str(folder), "--top-k", "3",
-                   "--out", str(tmp_path / "labels.csv"))
-    assert res["n"] == 2 and res["skipped"] == 2
+    code, out = run(capsys, "label", "--checkpoint", root / "cls/best.pt", folder, "--top-k", "3",
+                    "--out", tmp_path / "labels.csv", "--json")
+    res = json.loads(out.out)
+    assert code == 0 and res["n"] == 2 and res["skipped"] == 2
     assert "broken.mp4" in out.err and "empty.avi" in out.err
     rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
     assert len(rows) == 2 and all(r["label"] in ACTIONS and len(r["top_k"].split(";")) == 3 for r in rows)
     assert all(0 <= float(r["score"]) <= 1 for r in rows)
+    # an existing output is kept without --overwrite; an existing folder gets labels.csv inside
+    code, out = run(capsys, "label", "--checkpoint", root / "cls/best.pt", folder, "--out", tmp_path / "labels.csv")
+    assert code == 1 and "--overwrite" in one_error_line(out.err)
+    (tmp_path / "outdir").mkdir()
+    code, _ = run(capsys, "label", "--checkpoint", root / "cls/best.pt", folder, "--out", tmp_path / "outdir")
+    assert code == 0 and len(list(csv.DictReader(open(tmp_path / "outdir" / "labels.csv")))) == 2
 
 
-def test_label_segments_writes_srt(trained, capsys, tmp_path):
+def test_label_segments_writes_srt_and_never_overwrites_one(trained, capsys, tmp_path):
     root, _ = trained
     video = tmp_path / "long.avi"
     render_long_video(video, segments=3, seconds=1.0, fps=8, size=(48, 64), codec="mjpg")
-    res, _ = run(capsys, "label", "--checkpoint", str(root / "cls/best.pt"), str(video), "--segment", "1",
-                 "--out", str(tmp_path / "long.srt"))
-    subs = read_srt(tmp_path / "long.srt")
-    assert len(subs) == 3 == res["n"]
+    code, out = run(capsys, "label", "--checkpoint", root / "cls/best.pt", video, "--segment", "1",
+                    "--out", tmp_path / "out.srt", "--json")
+    subs = read_srt(tmp_path / "out.srt")
+    assert code == 0 and len(subs) == 3 == json.loads(out.out)["n"]
     assert [s[0] for s in subs] == [0.0, 1.0, 2.0] and all(s[2].split()[0] in ACTIONS for s in subs)
+    # default: VIDEO.srt beside the video; one the user wrote stays untouched without --overwrite
+    mine = tmp_path / "long.srt"
+    mine.write_text("1\n00:00:00,000 --> 00:00:01,000\nmy own subtitle\n\n")
+    code, out = run(capsys, "label", "--checkpoint", root / "cls/best.pt", video, "--segment", "1")
+    assert code == 1 and str(mine) in one_error_line(out.err) and "my own subtitle" in mine.read_text()
+    code, _ = run(capsys, "label", "--checkpoint", root / "cls/best.pt", video, "--segment", "1", "--overwrite")
+    assert code == 0 and len(read_srt(mine)) == 3
+
+
+@pytest.mark.parametrize("verb", ["label", "caption", "label-segment"])
+def test_out_equal_to_an_input_video_is_refused(trained, capsys, tmp_path, verb):
+    root, data = trained
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(sorted((data / "grow").glob("*.avi"))[0].read_bytes())
+    before = digest(clip)
+    ck = root / ("cap/best.pt" if verb == "caption" else "cls/best.pt")
+    extra = ["--segment", "1"] if verb == "label-segment" else []
+    code, out = run(capsys, verb.split("-")[0], "--checkpoint", ck, clip, "--out", clip, "--overwrite", *extra)
+    assert code == 1 and "inputs" in one_error_line(out.err) and digest(clip) == before
 
 
 def test_caption_cli_and_json_stdout(trained, tmp_path):
@@ -95,18 +162,81 @@ def test_caption_cli_and_json_stdout(trained, tmp_path):
     clip = sorted((data / "shrink").iterdir())[0]
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"garbage")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/video.py"), "caption", "--checkpoint",
-                           str(root / "cap/best.pt"), str(clip), str(bad), "--beam", "3", "--json"],
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "video", "caption", "--checkpoint",
+                           str(root / "cap/best.pt"), str(clip), str(bad), "--beam", "3", "--json", "--threads", "1",
+                           "--out", str(tmp_path / "caps.json")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)  # exactly one JSON object on stdout
     assert res["n"] == 1 and res["skipped"] == 1 and isinstance(res["captions"][0]["caption"], str)
-    assert "bad.mp4" in proc.stderr
+    assert "bad.mp4" in proc.stderr and json.loads((tmp_path / "caps.json").read_text())["n"] == 1
 
 
-def test_wrong_checkpoint_kind_is_one_line_error(trained, capsys):
+def test_wrong_kind_checkpoints_are_one_line(trained, capsys, tmp_path):
     root, _ = trained
-    with pytest.raises(SystemExit):
-        run(capsys, "caption", "--checkpoint", str(root / "cls/best.pt"), "x.mp4")
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "label" in err
+    clip = sorted((trained[1] / "grow").iterdir())[0]
+    code, out = run(capsys, "label", "--checkpoint", root / "cap/best.pt", clip)
+    assert code == 1 and one_error_line(out.err) == (
+        f"error: {root / 'cap/best.pt'} is a video-caption checkpoint; 'lstm-media video label' needs a "
+        "video-classify checkpoint")
+    code, out = run(capsys, "caption", "--checkpoint", root / "cls/best.pt", clip)
+    assert code == 1 and "is a video-classify checkpoint" in one_error_line(out.err)
+    music = tmp_path / "music.pt"
+    bundle.save(bundle.complete(bundle.make_meta("music", "music-lstm", {}), {}), music)
+    for verb in ("label", "caption"):
+        code, out = run(capsys, verb, "--checkpoint", music, clip)
+        line = one_error_line(out.err)
+        assert code == 1 and "is a music checkpoint" in line and "video-" in line
+
+
+@pytest.mark.parametrize("verb,name", [("label", "video-classify"), ("caption", "video-caption")])
+def test_inference_defaults_to_the_shipped_model(trained, capsys, verb, name):
+    if bundle.shipped_path(name) is None:
+        pytest.skip(f"pipelines/models/{name}.pt is not built (make models)")
+    _, data = trained
+    code, out = run(capsys, verb, sorted((data / "grow").iterdir())[0], "--json", "--threads", "1")
+    res = json.loads(out.out)
+    assert code == 0 and res["n"] == 1 and Path(res["checkpoint"]).name == f"{name}.pt"
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--data", "d", "--out", "o", "--epochs", "0"],
+    ["train", "--data", "d", "--out", "o", "--batch-size", "0"],
+    ["train", "--data", "d", "--out", "o", "--lr", "nan"],
+    ["train", "--data", "d", "--out", "o", "--frames", "0"],
+    ["label", "x.mp4", "--top-k", "0"],
+    ["label", "x.mp4", "--segment", "0"],
+    ["label", "x.mp4", "--segment", "1e9"],
+    ["label", "x.mp4", "--threads", "0"],
+    ["caption", "x.mp4", "--beam", "0"],
+    ["eval", "--data", "d", "--beam", "-1"],
+    ["synth", "--train", "-1"],
+    ["synth", "--codecs", "divx"],
+], ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_numeric_flag_bounds_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+def test_unknown_model_is_one_line(trained, capsys, tmp_path):
+    _, data = trained
+    code, out = run(capsys, "train", "--data", data, "--out", tmp_path / "run", "--model", "video-caption", *TINY)
+    assert code == 1 and "--model video-caption" in one_error_line(out.err) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad", ["binary train list", "duplicate classes", "huge caption field"])
+def test_bad_layout_files_are_one_line_naming_the_file(capsys, tmp_path, bad):
+    data = tmp_path / "clips"
+    synthesize(data, (1, 1, 0), seed=2, codecs=("mjpg",), progress=False)
+    if bad == "binary train list":
+        victim = data / "train.txt"
+        victim.write_bytes(bytes(range(256)))
+    elif bad == "duplicate classes":
+        victim = data / "classes.txt"
+        victim.write_text("1 grow\n2 grow\n")
+    else:
+        victim = data / "captions.csv"
+        victim.write_text(f"path,caption\ngrow/x.avi,{'w' * 500_000}\n")
+    code, out = run(capsys, "train", "--task", "caption", "--data", data, "--out", tmp_path / "run", *TINY)
+    assert code == 1 and str(victim) in one_error_line(out.err) and not (tmp_path / "run").exists()

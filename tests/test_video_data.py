@@ -162,3 +162,62 @@ def test_vocab_and_caption_batches(tiny):
 def test_long_video_truth(tmp_path):
     truth = render_long_video(tmp_path / "long.avi", segments=3, seconds=1.0, fps=8, size=(48, 64), codec="mjpg")
     assert [t["start"] for t in truth] == [0.0, 1.0, 2.0] and all(t["action"] in ACTIONS for t in truth)
+
+
+def test_cache_is_keyed_by_size_and_mtime_of_every_clip(tmp_path):
+    synthesize(tmp_path, (1, 0, 0), seed=0, codecs=("mjpg",), progress=False)
+    first = load_clipset(tmp_path, "train", FE, progress=False)
+    rel = first.paths[0]
+    # replace one clip by another (other content, size and mtime): the cache must not serve the old frames
+    other = render(random_spec(np.random.default_rng(9), "grow", seed=99))
+    write_video(tmp_path / rel, other, codec="mjpg")
+    again = load_clipset(tmp_path, "train", FE, progress=False)
+    fresh = load_clipset(tmp_path, "train", FE, progress=False, cache=False)
+    assert torch.equal(again.frames, fresh.frames) and not torch.equal(again.frames[0], first.frames[0])
+    # a deleted clip is not served from the cache either: it is skipped and counted
+    (tmp_path / rel).unlink()
+    gone = load_clipset(tmp_path, "train", FE, progress=False)
+    assert rel not in gone.paths and len(gone.skipped) == 1 and len(gone) == len(first) - 1
+
+
+def test_corrupt_cache_is_rebuilt_with_a_warning(tmp_path, capsys):
+    synthesize(tmp_path, (1, 0, 0), seed=0, codecs=("mjpg",), progress=False)
+    good = load_clipset(tmp_path, "train", FE, progress=False)
+    (cache_file,) = (tmp_path / ".cache").glob("train-*.pt")
+    cache_file.write_bytes(b"\x80\x02garbage that is no torch file")
+    capsys.readouterr()
+    again = load_clipset(tmp_path, "train", FE, progress=False)
+    assert torch.equal(again.frames, good.frames)
+    assert "warning" in capsys.readouterr().err
+    assert torch.load(cache_file, weights_only=True)["paths"] == good.paths  # rewritten
+
+
+def test_layout_errors_name_the_file(tmp_path):
+    from encoders.io import DecodeError
+
+    synthesize(tmp_path, (1, 0, 0), seed=0, codecs=("mjpg",), progress=False)
+    (tmp_path / "classes.txt").write_text("1 grow\n2 shrink\n3 grow\n")
+    with pytest.raises(DecodeError, match="classes.txt.*duplicate class names: grow"):
+        read_classes(tmp_path)
+    (tmp_path / "classes.txt").write_text("".join(f"{a}\n" for a in ACTIONS))
+    assert read_classes(tmp_path) == list(ACTIONS)
+    (tmp_path / "val.txt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DecodeError, match="val.txt.*binary"):
+        read_split(tmp_path, "val")
+    with open(tmp_path / "captions.csv", "w", newline="") as f:
+        f.write("path,caption\n")
+        f.write(f"grow/x.avi,{'word ' * 100_000}\n")  # a 500 KB field
+    with pytest.raises(DecodeError, match="captions.csv"):
+        read_captions(tmp_path / "captions.csv")
+
+
+def test_split_lists_keep_spaces_and_skip_entries_outside_the_root(tmp_path, capsys):
+    frames = np.full((4, 16, 16, 3), 90, np.uint8)
+    write_video(tmp_path / "Jump" / "my clip 1.avi", frames, codec="mjpg")
+    write_video(tmp_path / "Jump" / "other.avi", frames, codec="mjpg")
+    write_video(tmp_path.parent / "outside.avi", frames, codec="mjpg")
+    (tmp_path / "train.txt").write_text("Jump/my clip 1.avi 1\nJump/other.avi\n../outside.avi\n")
+    assert read_split(tmp_path, "train") == ["Jump/my clip 1.avi", "Jump/other.avi"]
+    assert "outside" in capsys.readouterr().err
+    cs = load_clipset(tmp_path, "train", FE, progress=False)
+    assert len(cs) == 2 and not cs.skipped

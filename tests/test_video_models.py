@@ -1,4 +1,4 @@
-"""Every registered video model: shapes, order sensitivity, captioning decode, checkpoint rebuild."""
+"""Every registered video model: shapes, order sensitivity, captioning decode, rebuild from a bundle."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 from pipelines.registry import get_model, list_models
 from pipelines.video import models  # noqa: F401 - registers the models
 from pipelines.video.metrics import caption_scores
-from pipelines.video.train import build_model
+from pipelines import bundle
 
 CLASSIFIERS = ["video-cnn-lstm", "video-convlstm", "video-frame"]
 SMALL_CNN = {"channels": [4, 8], "grid": 2, "grid_channels": 2, "feature_size": 16}
@@ -67,11 +67,21 @@ def test_greedy_equals_beam_of_width_one():
     assert len(beam5) == 4
 
 
-def test_rebuild_from_checkpoint_extra():
-    extra = {"model": "video-cnn-lstm", "model_kwargs": {"num_classes": 4, "frame_cnn": SMALL_CNN, "hidden_size": 8}}
-    a, b = build_model(extra), build_model(extra)
-    b.load_state_dict(a.state_dict())
-    a.eval(), b.eval()
+def _classifier_bundle(path, config):
+    """A classifier bundle written through the real save path (bundle.complete + bundle.save)."""
+    torch.manual_seed(1)
+    model = get_model("video-cnn-lstm", **config)
+    meta = bundle.make_meta("video-classify", "video-cnn-lstm", config, front_end={"num_frames": 3},
+                            labels=[f"c{i}" for i in range(config["num_classes"])])
+    bundle.save(bundle.complete(meta, model.state_dict()), path)
+    return model
+
+
+def test_rebuild_from_bundle(tmp_path):
+    config = {"num_classes": 4, "frame_cnn": SMALL_CNN, "hidden_size": 8}
+    a = _classifier_bundle(tmp_path / "cls.pt", config).eval()
+    b, meta = bundle.load(tmp_path / "cls.pt", "video-classify")
+    assert meta["model_config"] == config and not b.training
     x = torch.randn(1, 3, 3, 16, 16)
     assert torch.equal(a(x), b(x))
 
@@ -85,12 +95,9 @@ def test_caption_scores():
 
 
 def test_init_frame_cnn_from_classifier_checkpoint(tmp_path):
-    from pipelines.checkpoint import save_checkpoint
     from pipelines.video.train import init_frame_cnn
 
-    extra = {"model": "video-cnn-lstm", "model_kwargs": {"num_classes": 6, "frame_cnn": SMALL_CNN, "hidden_size": 8}}
-    cls = build_model(extra)
-    save_checkpoint({"model": cls.state_dict(), "extra": extra}, tmp_path / "cls.pt")
+    cls = _classifier_bundle(tmp_path / "cls.pt", {"num_classes": 6, "frame_cnn": SMALL_CNN, "hidden_size": 8})
     cap = _captioner()
     assert not torch.equal(cap.cnn.head[0].weight, cls.backbone.frame_encoder.head[0].weight)
     assert init_frame_cnn(cap, tmp_path / "cls.pt") > 0

@@ -2,11 +2,15 @@
 
 A dataset folder holds one sub-folder per word of 1 s clips, optional ``validation_list.txt`` /
 ``testing_list.txt`` (paths relative to the root), and ``_background_noise_/`` noise files.  This
-reads Google's Speech Commands v1/v2 as well as what :mod:`pipelines.kws.synth` writes.
+reads Google's Speech Commands v1/v2 as well as what :mod:`pipelines.kws.synth` writes.  Reading a
+folder never needs the synthesiser: the split rule (:func:`which_set`) lives here and ``synth`` imports it.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +24,16 @@ from encoders.audio import AugmentConfig, mix_noise, sample_spec_masks, speed_pe
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.audio import load_audio
 
-from .synth import which_set
-
 SR = 16000
 CLIP = SR  # samples in one clip
 PREFIX = SR // 2  # context (samples) that may precede a training clip, so the model learns to stream
 SILENCE, UNKNOWN = "_silence_", "_unknown_"
 BACKGROUND = "_background_noise_"
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+MAX_NUM_WAVS_PER_CLASS = 2 ** 27 - 1  # as in TensorFlow's speech_commands input_data.py
+# a clip whose energy (RMS after removing any DC offset) is below this (-80 dBFS) carries no speech; the
+# peak alone is not enough: a constant full-scale file has a peak of 1 and no signal at all
+SILENCE_RMS = 1e-4
 PRESETS = {
     "default": ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"],
     "digits": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
@@ -39,6 +45,28 @@ def make_labels(words: list[str]) -> list[str]:
     if len(set(words)) != len(words) or not words:
         raise ValueError(f"words must be a non-empty list without repeats, got {words}")
     return [SILENCE, UNKNOWN, *words]
+
+
+def which_set(filename: str, validation_percentage: float, testing_percentage: float) -> str:
+    """Speech Commands' split rule: hash the part of the name before ``_nohash_`` (the speaker)."""
+    base = os.path.basename(filename)
+    speaker = re.sub(r"_nohash_.*$", "", base)
+    h = int(hashlib.sha1(speaker.encode("utf-8")).hexdigest(), 16)
+    pct = (h % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if pct < validation_percentage:
+        return "validation"
+    if pct < testing_percentage + validation_percentage:
+        return "testing"
+    return "training"
+
+
+def load_clip(path: str | Path, length: int | None = CLIP) -> np.ndarray:
+    """One clip at 16 kHz (padded or cut to ``length``); raises :class:`DecodeError` for an undecodable
+    file or one without energy (RMS of the DC-free signal below -80 dBFS: silent or constant)."""
+    w = load_audio(path, sr=SR, length=length)
+    if len(w) and float(np.sqrt(np.mean((w - w.mean()) ** 2))) < SILENCE_RMS:
+        raise DecodeError(path, "no signal: energy below -80 dBFS (silent or constant audio)")
+    return w
 
 
 @dataclass
@@ -54,38 +82,71 @@ class DatasetIndex:
     items: list[Item]
     noise_files: list[Path] = field(default_factory=list)
     has_lists: bool = False
+    list_outside: int = 0  # list entries pointing outside the root: skipped
+    list_missing: int = 0  # list entries naming no file of the layout
 
     def split(self, name: str) -> list[Item]:
         return [it for it in self.items if it.split == name]
 
 
-def scan_dataset(root: str | Path, validation_percentage: float = 10.0, testing_percentage: float = 10.0
-                 ) -> DatasetIndex:
+def read_list(root: Path, f: Path) -> tuple[list[str], int]:
+    """Entries of a split list as paths relative to ``root`` (``word/file.wav``), one per line; spaces
+    inside names are kept.  Entries that resolve outside ``root`` are dropped and counted."""
+    try:
+        text = f.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError(f, "not a text file (a split list names one clip per line)") from None
+    except OSError as e:
+        raise DecodeError(f, e.strerror or str(e)) from None
+    base = root.resolve()
+    entries, outside = [], 0
+    for line in text.splitlines():
+        entry = line.rstrip("\r\n").replace("\\", "/")
+        if not entry.strip():
+            continue
+        if not (root / entry).exists() and (root / entry.strip()).exists():
+            entry = entry.strip()  # stray blanks around a name that has none
+        target = Path(os.path.normpath(base / entry))
+        try:
+            rel = target.relative_to(base)
+        except ValueError:
+            outside += 1
+            continue
+        entries.append(rel.as_posix())
+    return entries, outside
+
+
+def scan_dataset(root: str | Path, validation_percentage: float = 10.0, testing_percentage: float = 10.0,
+                 quiet: bool = False) -> DatasetIndex:
     """Index a Speech Commands-layout folder.  With the list files the split follows them; without,
-    every clip is split by Speech Commands' speaker-hash rule (all files are still listed)."""
+    every clip is split by Speech Commands' speaker-hash rule (all files are still listed).  List
+    entries pointing outside the folder are skipped and counted (one stderr line unless ``quiet``)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such dataset folder")
     val, test = root / "validation_list.txt", root / "testing_list.txt"
     has_lists = val.is_file() or test.is_file()
-    listed = {}
+    listed, outside = {}, 0
     for name, f in (("validation", val), ("testing", test)):
         if f.is_file():
-            for line in f.read_text().splitlines():
-                if line.strip():
-                    listed[line.strip().replace("\\", "/")] = name
+            entries, out = read_list(root, f)
+            outside += out
+            if out and not quiet:
+                print(f"{f}: skipped {out} entries pointing outside {root}", file=sys.stderr)
+            for e in entries:
+                listed[e] = name
     items = []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for f in sorted(d.iterdir()):
             if f.suffix.lower() not in AUDIO_EXT or not f.is_file():
                 continue
             rel = f"{d.name}/{f.name}"
-            split = (listed.get(rel, "training") if has_lists
+            split = (listed.pop(rel, "training") if has_lists
                      else which_set(rel, validation_percentage, testing_percentage))
             items.append(Item(f, d.name, split))
     noise_dir = root / BACKGROUND
     noise = sorted(p for p in noise_dir.iterdir() if p.suffix.lower() in AUDIO_EXT) if noise_dir.is_dir() else []
-    return DatasetIndex(root, items, noise, has_lists)
+    return DatasetIndex(root, items, noise, has_lists, list_outside=outside, list_missing=len(listed))
 
 
 def noise_bank(root_or_files, skipped: SkipCounter | None = None) -> list[np.ndarray]:
@@ -122,7 +183,7 @@ def load_clips(items: list[Item], skipped: SkipCounter, progress: bool = True) -
     waves, kept = [], []
     for it in tqdm(items, desc="decode", disable=not progress, leave=False):
         try:
-            w = load_audio(it.path, sr=SR, length=CLIP)
+            w = load_clip(it.path)
             waves.append(torch.from_numpy(np.round(np.clip(w, -1, 1) * PCM).astype(np.int16)))
             kept.append(it)
         except DecodeError as e:
@@ -279,6 +340,6 @@ def collate(batch):
             torch.stack([b[3] for b in batch]))
 
 
-__all__ = ["to_float", "scan_dataset", "DatasetIndex", "Item", "make_labels", "PRESETS", "SILENCE", "UNKNOWN", "noise_bank",
+__all__ = ["to_float", "scan_dataset", "which_set", "load_clip", "read_list", "SILENCE_RMS", "DatasetIndex", "Item", "make_labels", "PRESETS", "SILENCE", "UNKNOWN", "noise_bank",
            "load_clips", "build_split", "TaskSplit", "eval_set", "KWSTrainSet", "collate", "silence_clip",
            "label_of", "mix_noise"]

@@ -79,11 +79,4 @@ class KWSLSTM(nn.Module):
         return self.head(out[:, -last:]) if last else self.head(out[:, -1])
 
 
-def build_from_extra(extra: dict) -> KWSLSTM:
-    """Rebuild the model a checkpoint describes (``extra["model"]``, ``extra["model_kwargs"]``)."""
-    from pipelines.registry import get_model
-
-    return get_model(extra["model"], **extra["model_kwargs"])
-
-
-__all__ = ["KWSLSTM", "build_from_extra"]
+__all__ = ["KWSLSTM"]

@@ -45,11 +45,13 @@ class StreamingDetector:
         self.stack = getattr(model, "stack", 1)
         self.step_ms = self.fc.hop_ms * self.stack
         self.window = max(1, int(round(cfg.average_ms / self.step_ms)))
+        # the front end runs on the CPU (cheap, frame by frame); the LSTM where the model lives
+        self.device = next(model.parameters()).device
         self.reset()
 
     def reset(self) -> None:
         self.frames = StreamingFrames(self.fc)
-        self.pending = torch.zeros(0, self.fc.n_features)  # frames waiting to fill a stacked step
+        self.pending = torch.zeros(0, self.fc.n_features, device=self.device)  # frames waiting to fill a stacked step
         self.state = None
         self.history = torch.zeros(0, len(self.labels))  # the last `window` posteriors
         self.t = 0  # frames seen
@@ -59,14 +61,15 @@ class StreamingDetector:
     @torch.inference_mode()
     def step_logits(self, samples: torch.Tensor) -> torch.Tensor:
         """samples (n,) -> (S_new, C) logits of the steps this block completes (state carried)."""
-        feats = torch.cat([self.pending, self.model.normalise(self.frames.push(samples))])
+        new = self.frames.push(samples.cpu()).to(self.device)
+        feats = torch.cat([self.pending, self.model.normalise(new)])
         n = len(feats) // self.stack * self.stack
         self.pending = feats[n:]
         if n == 0:
             return torch.zeros(0, len(self.labels))
         steps = self.model.stack_frames(feats[:n].unsqueeze(0))
         logits, self.state = self.model.frame_logits(steps, self.state)
-        return logits[0]
+        return logits[0].float().cpu()
 
     def push(self, samples: torch.Tensor) -> list[tuple[float, str, float]]:
         logits = self.step_logits(samples)

@@ -12,7 +12,6 @@ Voices are split by identity (engine + accent + variant) with Speech Commands' o
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,14 +29,14 @@ from encoders.io import DecodeError
 from encoders.io.audio import load_audio, write_wav
 from encoders.config import DictConfig
 
+from .data import SR, noise_bank, scan_dataset, which_set
+
 SPEECH_COMMANDS_WORDS = ("yes no up down left right on off stop go zero one two three four five six seven "
                          "eight nine bed bird cat dog happy house marvin sheila tree wow backward forward "
                          "follow learn visual").split()
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                   "en-029", "en-us-nyc")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
-MAX_NUM_WAVS_PER_CLASS = 2 ** 27 - 1  # as in TensorFlow's speech_commands input_data.py
-SR = 16000
 
 
 @dataclass(frozen=True)
@@ -56,19 +55,6 @@ class SynthConfig(DictConfig):
     seed: int = 0
     workers: int = 2
 
-
-
-def which_set(filename: str, validation_percentage: float, testing_percentage: float) -> str:
-    """Speech Commands' split rule: hash the part of the name before ``_nohash_`` (the speaker)."""
-    base = os.path.basename(filename)
-    speaker = re.sub(r"_nohash_.*$", "", base)
-    h = int(hashlib.sha1(speaker.encode("utf-8")).hexdigest(), 16)
-    pct = (h % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
-    if pct < validation_percentage:
-        return "validation"
-    if pct < testing_percentage + validation_percentage:
-        return "testing"
-    return "training"
 
 
 def espeak_variants() -> list[str]:
@@ -244,7 +230,9 @@ def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool
     t0 = time.time()
     out = Path(out)
     if not (shutil.which("espeak-ng") or not cfg.accents) or not (shutil.which("flite") or not cfg.flite_voices):
-        raise RuntimeError("espeak-ng and flite are needed: apt-get install -y espeak-ng flite")
+        from pipelines.cli_common import UserError
+
+        raise UserError("espeak-ng and flite are needed: apt-get install -y espeak-ng flite")
     out.mkdir(parents=True, exist_ok=True)
     voices = plan_voices(cfg)
     jobs = _jobs(cfg, voices, out)
@@ -285,8 +273,6 @@ def make_long_recording(data: str | Path, out_wav: str | Path, words: list[str],
     """A long stream for :func:`pipelines.kws.detect`: clips of held-out voices separated by gaps, all
     over continuous background noise.  Writes ``out_wav`` and ``out_wav``'s ``.json`` with the truth
     ``[{"word", "time_s" (speech centre), "keyword"}]``, which it also returns."""
-    from .data import scan_dataset
-
     rng = np.random.default_rng(seed)
     items = [it for it in scan_dataset(data).items if it.split == split]
     kw = [it for it in items if it.word in words]
@@ -307,8 +293,6 @@ def make_long_recording(data: str | Path, out_wav: str | Path, words: list[str],
     speech = np.concatenate(pieces)
     noise_files = sorted((Path(data) / "_background_noise_").glob("*.wav"))
     if noise_files:
-        from .data import noise_bank
-
         bank = noise_bank(data)
         src = bank[int(rng.integers(len(bank)))]
         reps = int(np.ceil(len(speech) / len(src)))

@@ -14,14 +14,19 @@ from torch import nn
 from encoders.audio import AugmentConfig, FeatureConfig, features
 from encoders.config import DictConfig
 from encoders.io import DecodeError, SkipCounter
-from encoders.io.audio import load_audio
+from pipelines import bundle as _bundle
+from pipelines.cli_common import UserError
 from pipelines.plots import classification_report, plot_confusion
 from pipelines.registry import get_model
 from pipelines.trainer import TrainConfig, Trainer, seed_everything
 
 from . import model as _model  # noqa: F401 - registers "kws-lstm"
-from .data import (CLIP, PRESETS, SR, KWSTrainSet, build_split, collate, eval_set, make_labels, noise_bank,
+from .data import (CLIP, PRESETS, KWSTrainSet, build_split, collate, eval_set, load_clip, make_labels, noise_bank,
                    scan_dataset, to_float)
+from .stream import DetectConfig
+
+KIND = "kws"
+SHIPPED = "kws"  # the shipped model inference uses when no --checkpoint is given
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,7 @@ class KWSConfig(DictConfig):
     unknown_percentage: float = 10.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
-    threads: int = 2
     max_steps: int | None = None
-
 
 
 def feature_stats(waves: torch.Tensor, fc: FeatureConfig, max_clips: int = 2000, seed: int = 0):
@@ -77,16 +80,33 @@ def report(model, waves, y, labels) -> dict:
     return rep
 
 
+def describe_data(data: str | Path, index, counts: dict, n_noise: int, skipped: int) -> dict:
+    """What a bundle records about its training data (the generator's summary when it wrote synth.json)."""
+    d = {"path": str(data), "layout": "speech-commands", "split": "list files" if index.has_lists else "speaker hash",
+         "clips": counts, "noise_files": n_noise, "skipped": skipped}
+    meta = Path(data) / "synth.json"
+    if meta.is_file():
+        try:
+            synth = json.loads(meta.read_text())
+            d["generator"] = {"name": "pipelines.kws.synth (espeak-ng + flite)",
+                              "voices": synth["summary"]["voices"], "clips": synth["summary"]["clips"],
+                              "seed": synth["config"]["seed"]}
+        except (ValueError, KeyError, TypeError):
+            pass  # a foreign synth.json: the description just lacks the generator
+    return d
+
+
 def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progress: bool = True,
-          resume: bool = True) -> dict:
-    """Train on a Speech Commands-layout folder; writes ``out/best.pt``, ``last.pt``, ``metrics.jsonl``,
-    ``loss.png``, ``test_report.json`` and ``confusion_test.png``.  Returns the summary dict."""
-    torch.set_num_threads(max(1, cfg.threads))
+          resume: bool = True, device: str = "auto") -> dict:
+    """Train on a Speech Commands-layout folder; writes ``out/best.pt``, ``last.pt`` (bundles of kind
+    ``kws``), ``metrics.jsonl``, ``loss.png``, ``test_report.json`` and ``confusion_test.png``.
+    ``resume``: continue from ``out/last.pt`` when it exists.  Returns the summary dict."""
     t0 = time.time()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    labels = make_labels(list(cfg.words))
+    try:
+        labels = make_labels(list(cfg.words))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     index = scan_dataset(data)
     skipped = SkipCounter()
     bank = noise_bank(index.noise_files, skipped)
@@ -95,14 +115,20 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
     va = build_split(index, "validation", labels, skipped, progress=progress, **pct)
     te = build_split(index, "testing", labels, skipped, progress=progress, **pct)
     if len(tr.waves) == 0:
-        raise ValueError(f"{data}: no decodable training clips")
+        raise UserError(f"{data}: no decodable training clips")
+    if int((~tr.is_unknown).sum()) == 0:
+        raise UserError(f"{data}: none of the words {', '.join(cfg.words)} has a training clip")
+    missing = [w for w in cfg.words if not any(it.word == w for it in index.items)]
+    if missing:
+        print(f"kws: no clips of {', '.join(missing)} in {data}", file=sys.stderr)
+    seed_everything(cfg.seed)
     fc = FeatureConfig(kind=cfg.feature_kind)
     mean, std = feature_stats(tr.waves, fc, seed=cfg.seed)
     kwargs = dict(n_classes=len(labels), features=fc.to_dict(), hidden_size=cfg.hidden_size,
                   num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
                   stack=cfg.stack)
     model = get_model(cfg.model, **kwargs)
-    model.set_normalisation(mean, std)
+    model.set_normalisation(mean, std)  # buffers: the statistics travel in the state_dict
     train_set = KWSTrainSet(tr, bank, labels, cfg.augment, seed=cfg.seed, n_frames=fc.num_frames(CLIP),
                             n_features=fc.n_features)
     val_w, val_y = eval_set(va, bank, labels, seed=cfg.seed + 1)
@@ -122,15 +148,16 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
 
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, seed=cfg.seed, metric="accuracy",
-                       mode="max", progress=progress, log_every=10)
-    extra = {"model": cfg.model, "model_kwargs": kwargs, "labels": labels, "kws_config": cfg.to_dict(),
-             "features": fc.to_dict(), "feat_mean": mean.tolist(), "feat_std": std.tolist(),
-             "data": str(data)}
+                       mode="max", progress=progress, log_every=10, device=device)
+    counts = {"training": len(tr.waves), "validation": len(va.waves), "testing": len(te.waves)}
+    meta = _bundle.make_meta(KIND, cfg.model, kwargs, front_end=fc.to_dict(), labels=labels, task=cfg.to_dict(),
+                             data=describe_data(data, index, counts, len(bank), len(skipped)),
+                             extras={"detect_config": DetectConfig().to_dict()})
     print(f"kws: {len(train_set)} training items/epoch ({len(tr.waves)} clips decoded, {len(bank)} noises), "
           f"{len(val_y)} validation, labels {labels}", file=sys.stderr)
-    fit = Trainer(model, tcfg, train_set, out, loss_fn, evaluate=evaluate, collate_fn=collate, extra=extra).fit(
+    fit = Trainer(model, tcfg, train_set, out, loss_fn, evaluate=evaluate, collate_fn=collate, bundle=meta).fit(
         resume=resume)
-    best, _ = load_model(out / "best.pt")
+    best, _ = _bundle.load(out / "best.pt", KIND, device=next(model.parameters()).device)
     te_w, te_y = eval_set(te, bank, labels, seed=cfg.seed + 2)
     rep = report(best, te_w, te_y, labels) if len(te_y) else {"accuracy": None, "n": 0}
     if len(te_y):
@@ -148,33 +175,33 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
     return summary
 
 
-def load_model(path: str | Path, map_location="cpu"):
-    """Checkpoint -> (model in eval mode, extra)."""
-    from pipelines.trainer import load_for_inference
-
-    from .model import build_from_extra
-
-    return load_for_inference(path, build_from_extra, map_location=map_location)
+def load(checkpoint: str | Path | None, device: str = "cpu", command: str = "lstm-media kws"):
+    """A kws bundle (a file, a shipped model name, or None for the shipped ``kws``) -> (model, bundle)."""
+    return _bundle.load(checkpoint, KIND, device=device, default=SHIPPED, command=command)
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_png: str | Path | None = None,
-                        split: str | None = "auto", progress: bool = True) -> dict:
+def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, out_png: str | Path | None = None,
+                        split: str | None = "auto", progress: bool = True, device: str = "cpu") -> dict:
     """Accuracy on a Speech Commands-layout folder.  ``split="auto"``: the testing list when the folder
-    has list files (plus generated silences and a 10 % unknown share, as in training), else every file."""
-    model, extra = load_model(checkpoint)
-    labels = extra["labels"]
+    has list files (plus generated silences and a 10 % unknown share, as in training), else every file.
+    No usable clip -> :class:`UserError` (and nothing written)."""
+    model, b = load(checkpoint, device, "lstm-media kws eval")
+    labels = b["labels"]
     index = scan_dataset(data)
     skipped = SkipCounter()
     bank = noise_bank(index.noise_files, skipped)
     use = ("testing" if index.has_lists else None) if split == "auto" else split
-    cfg = KWSConfig.from_dict(extra["kws_config"])
+    cfg = KWSConfig.from_dict(b["task"])
     sp = build_split(index, use, labels, skipped, cfg.silence_percentage, cfg.unknown_percentage, progress)
+    if len(sp.waves) == 0:
+        why = f" ({len(skipped)} files skipped)" if len(skipped) else ""
+        raise UserError(f"{data}: no usable clips in the {use or 'whole'} split{why}")
     w, y = eval_set(sp, bank if use is not None else [], labels, seed=cfg.seed + 2,
                     subsample_unknown=use is not None)
     rep = report(model, w, y, labels)
     rep.update({"split": use or "all", "skipped": len(skipped), "skipped_files": skipped.errors[:50],
-                "labels": labels})
-    if out_png is not None and rep["n"]:
+                "labels": labels, "checkpoint": b["path"], "list_entries_outside": index.list_outside})
+    if out_png is not None:
         plot_confusion(np.array(rep["confusion"]), labels, out_png, title=f"{Path(data).name}: {rep['accuracy']:.3f}")
         rep["confusion_png"] = str(out_png)
     if len(skipped):
@@ -182,14 +209,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_png: str |
     return rep
 
 
-def predict_files(checkpoint: str | Path, files: list[str | Path]) -> list[dict]:
+def predict_files(checkpoint: str | Path | None, files: list[str | Path], device: str = "cpu") -> list[dict]:
     """Label and score for each clip; undecodable files give ``{"file", "error"}`` (and a stderr line)."""
-    model, extra = load_model(checkpoint)
-    labels = extra["labels"]
+    model, b = load(checkpoint, device, "lstm-media kws predict")
+    labels = b["labels"]
     out = []
     for f in files:
         try:
-            w = torch.from_numpy(load_audio(f, sr=SR, length=CLIP))
+            w = torch.from_numpy(load_clip(f))
         except DecodeError as e:
             print(str(e), file=sys.stderr)
             out.append({"file": str(f), "error": e.reason})
@@ -200,5 +227,5 @@ def predict_files(checkpoint: str | Path, files: list[str | Path]) -> list[dict]
     return out
 
 
-__all__ = ["KWSConfig", "train", "load_model", "evaluate_checkpoint", "predict_files", "feature_stats",
-           "predict_waves", "report"]
+__all__ = ["KWSConfig", "KIND", "SHIPPED", "train", "load", "evaluate_checkpoint", "predict_files", "feature_stats",
+           "predict_waves", "report", "describe_data"]

@@ -3,7 +3,8 @@ classifiers and an S2VT-style captioner (registered as "video-cnn-lstm", "video-
 "video-frame", "video-caption"), training wiring, evaluation, labelling and captioning.
 
 Modules: ``synth`` (renderer), ``data`` (readers, caching, data sets, vocabulary), ``models``,
-``train``, ``metrics`` (BLEU-4/CIDEr/METEOR/exact match), ``infer`` (eval, label, --segment, caption),
-``demo``.
+``train`` (bundles of kind "video-classify" / "video-caption"), ``metrics`` (BLEU-4/CIDEr/METEOR/exact
+match), ``infer`` (eval, label, --segment, caption), ``demo``, ``cli`` (``lstm-media video``) and ``ship``
+(the recipe of the shipped models).
 """
 from . import models  # noqa: F401 - registers the video models by name

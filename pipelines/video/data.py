@@ -6,12 +6,18 @@ is ignored (the label is the clip's folder).  Classes: ``classes.txt`` / ``class
 (``<number> <name>`` or ``<name>`` per line), else the sorted folders that hold videos.
 Without split lists every clip is assigned to train/val/test (80/10/10) by a hash of its path.
 
-Clips are decoded once, sampled to T frames and cached as uint8 tensors in ``<root>/.cache/``.
+Clips are decoded once, sampled to T frames and cached as uint8 tensors in ``<root>/.cache/``.  The
+cache key holds every clip's path, size and modification time (and the front-end config), so a changed,
+added or deleted clip makes a new cache; a cache file that cannot be read is rebuilt with a warning.
+
+Layout errors (a list file that is not text, duplicate class names, an oversized CSV field) raise
+:class:`encoders.io.DecodeError`: one line naming the file.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +34,35 @@ from encoders.video import VideoFrontEndConfig, sample_clip, uint8_to_input
 SPLITS = ("train", "val", "test")
 
 
+def _read_text(f: Path) -> str:
+    """A small layout file (class or split list) as text; one clear line naming it otherwise."""
+    try:
+        data = f.read_bytes()
+    except OSError as e:
+        raise DecodeError(f, f"cannot read ({e.strerror or e})") from None
+    if b"\x00" in data:
+        raise DecodeError(f, "is a binary file, not a text list")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DecodeError(f, f"is not UTF-8 text (byte {e.start})") from None
+
+
 def read_classes(root: str | Path) -> list[str]:
-    """Class names in label order."""
+    """Class names in label order (``<number> <name>`` or ``<name>`` per line; names may hold spaces)."""
     root = Path(root)
     for name in ("classes.txt", "classInd.txt", "ucfTrainTestlist/classInd.txt"):
         f = root / name
         if f.is_file():
             names = []
-            for line in f.read_text().splitlines():
-                parts = line.split()
-                if parts:
-                    names.append(parts[-1])
+            for line in _read_text(f).splitlines():
+                parts = line.strip().split(maxsplit=1)
+                if not parts:
+                    continue
+                names.append(parts[1].strip() if len(parts) == 2 and parts[0].isdigit() else line.strip())
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise DecodeError(f, f"duplicate class names: {', '.join(dup[:5])}")
             return names
     return sorted({p.relative_to(root).parts[0] for p in list_videos(root) if len(p.relative_to(root).parts) > 1})
 
@@ -55,14 +79,37 @@ def _hash_split(rel: str) -> str:
     return "train" if h < 8 else ("val" if h == 8 else "test")
 
 
+def _list_entry(line: str) -> str:
+    """A split-list line -> clip path: a trailing label number is dropped, spaces in names are kept."""
+    text = line.strip().replace("\\", "/")
+    parts = text.rsplit(maxsplit=1)
+    if len(parts) == 2 and parts[1].isdigit() and not Path(text).suffix[1:].isdigit():
+        text = parts[0].strip()
+    return text
+
+
+def _inside(root: Path, rel: str) -> bool:
+    try:
+        (root / rel).resolve().relative_to(root.resolve())
+        return not Path(rel).is_absolute()
+    except ValueError:
+        return False
+
+
 def read_split(root: str | Path, split: str | None) -> list[str]:
-    """Clip paths (relative to ``root``, posix) of ``split`` ("train", "val", "test"; None: all clips)."""
+    """Clip paths (relative to ``root``, posix) of ``split`` ("train", "val", "test"; None: all clips).
+
+    List entries that point outside ``root`` are skipped and counted on stderr."""
     root = Path(root)
     if split is None:
         return [p.relative_to(root).as_posix() for p in list_videos(root)]
     f = _split_file(root, split)
     if f is not None:
-        return [line.split()[0].replace("\\", "/") for line in f.read_text().splitlines() if line.strip()]
+        rels = [_list_entry(line) for line in _read_text(f).splitlines() if line.strip()]
+        outside = [r for r in rels if not _inside(root, r)]
+        if outside:
+            print(f"skip: {f}: {len(outside)} entries point outside {root} (e.g. {outside[0]})", file=sys.stderr)
+        return [r for r in rels if _inside(root, r)]
     if split == "val" and _split_file(root, "train") is not None:
         return []  # UCF101 has train/test lists only
     if any(_split_file(root, s) for s in SPLITS):
@@ -73,11 +120,15 @@ def read_split(root: str | Path, split: str | None) -> list[str]:
 def read_captions(path: str | Path) -> dict[str, list[str]]:
     """``captions.csv`` (header ``path,caption``; several rows per clip allowed) -> {path: [captions]}."""
     out: dict[str, list[str]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        for row in csv.DictReader(io.StringIO(text, newline="")):
             p, c = (row.get("path") or "").strip().replace("\\", "/"), (row.get("caption") or "").strip()
             if p and c:
                 out.setdefault(p, []).append(c)
+    except csv.Error as e:  # e.g. a field larger than the csv module's limit (128 KB)
+        raise DecodeError(path, f"not a readable captions CSV ({e})") from None
     return out
 
 
@@ -121,6 +172,36 @@ def decode_many(paths: list[Path], fe: VideoFrontEndConfig, skips: SkipCounter, 
     return kept, frames
 
 
+def _cache_key(root: Path, rels: list[str], cfg: VideoFrontEndConfig) -> str:
+    """Hash of what the cache is made from: every clip's path, size and mtime, and the front end."""
+    h = hashlib.sha1(cfg.key().encode())
+    for r in rels:
+        try:
+            st = (root / r).stat()
+            h.update(f"{r}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{r}\0missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _read_cache(path: Path, rels: list[str]) -> dict | None:
+    """The cached clips, or None (no cache yet; a corrupt or foreign file is reported and rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+        frames, kept, skipped = d["frames"], d["paths"], d["skipped"]
+        ok = (torch.is_tensor(frames) and frames.dtype == torch.uint8 and frames.dim() == 5
+              and isinstance(kept, list) and len(kept) == len(frames) and set(kept) <= set(rels)
+              and isinstance(skipped, list))
+    except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt, never trusted
+        ok = False
+    if not ok:
+        print(f"warning: {path}: unreadable or foreign cache file; rebuilding it", file=sys.stderr)
+        return None
+    return d
+
+
 def load_clipset(root: str | Path, split: str | None, cfg: VideoFrontEndConfig, classes: list[str] | None = None,
                  cache: bool = True, progress: bool = True, limit: int | None = None) -> ClipSet:
     """Decode (once; later calls read the cache) every clip of ``split`` with front end ``cfg``.
@@ -128,6 +209,8 @@ def load_clipset(root: str | Path, split: str | None, cfg: VideoFrontEndConfig, 
     Undecodable files are reported on stderr (one line each), skipped and counted in ``skipped``.
     """
     root = Path(root)
+    if not root.is_dir():
+        raise DecodeError(root, "no such data folder")
     classes = classes if classes is not None else read_classes(root)
     index = {c: i for i, c in enumerate(classes)}
     rels = read_split(root, split)
@@ -135,17 +218,16 @@ def load_clipset(root: str | Path, split: str | None, cfg: VideoFrontEndConfig, 
         rels = rels[:limit]
     caps_file = root / "captions.csv"
     caps = read_captions(caps_file) if caps_file.is_file() else {}
-    key = hashlib.sha1(("\n".join(rels) + cfg.key()).encode()).hexdigest()[:12]
-    cache_file = root / ".cache" / f"{split or 'all'}-{key}.pt"
-    if cache and cache_file.is_file():
-        d = torch.load(cache_file, map_location="cpu", weights_only=True)
+    cache_file = root / ".cache" / f"{split or 'all'}-{_cache_key(root, rels, cfg)}.pt"
+    d = _read_cache(cache_file, rels) if cache else None
+    if d is not None:
         frames, kept, skipped = d["frames"], d["paths"], d["skipped"]
     else:
         skips = SkipCounter()
         kept_paths, frames = decode_many([root / r for r in rels], cfg, skips, progress, f"decode {split or 'all'}")
         kept = [p.relative_to(root).as_posix() for p in kept_paths]
         skipped = skips.errors
-        if cache:
+        if cache and root.is_dir():
             try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
                 atomic_save({"frames": frames, "paths": kept, "skipped": skipped}, cache_file)

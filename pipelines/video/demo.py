@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.cli_common import write_text_atomic
+
 from .infer import caption_clips, evaluate, label_clips, label_segments, write_labels, write_srt
 from .synth import render_long_video, synthesize
 from .train import VideoTrainConfig, train
@@ -20,7 +22,7 @@ def _log(msg: str) -> None:
 
 
 def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: int = 100, epochs: int = 25,
-             caption_epochs: int = 30, baseline_epochs: int = 5, quiet: bool = False) -> dict:
+             caption_epochs: int = 30, baseline_epochs: int = 5, quiet: bool = False, device: str = "cpu") -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -39,7 +41,7 @@ def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: i
     long_video = out / "long" / "long.mp4"
     if not long_video.is_file():
         truth = render_long_video(long_video, segments=6, seconds=2.0, fps=10.0, seed=7)
-        (out / "long" / "truth.json").write_text(json.dumps(truth, indent=2))
+        write_text_atomic(out / "long" / "truth.json", json.dumps(truth, indent=2))
     truth = json.loads((out / "long" / "truth.json").read_text())
     times["render"] = time.time() - t
 
@@ -49,26 +51,28 @@ def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: i
                                   ("caption", "video-caption", "caption", caption_epochs)]:
         t = time.time()
         _log(f"training {model} ({task}, {ep} epochs)")
-        cfg = VideoTrainConfig(task=task, model=model, frontend=FRONTEND, epochs=ep, progress=progress)
+        cfg = VideoTrainConfig(task=task, model=model, frontend=FRONTEND, epochs=ep, progress=progress,
+                               device=device)
         runs[name] = train(data, out / name, cfg)
         times[f"train_{name}"] = time.time() - t
 
     t = time.time()
     _log("evaluating on the fresh clips")
-    ev = {name: evaluate(out / name / "best.pt", fresh, "test", out / name, progress=progress) for name in runs}
+    ev = {name: evaluate(out / name / "best.pt", fresh, "test", out / name, progress=progress, device=device)
+          for name in runs}
     ev["caption_beam5"] = evaluate(out / "caption" / "best.pt", fresh, "test", out / "caption", beam_size=5,
-                                   progress=progress)
+                                   progress=progress, device=device)
     times["eval"] = time.time() - t
 
     t = time.time()
     some = sorted(fresh.rglob("*_0000.*"))[:6]
-    labels = label_clips(out / "classify" / "best.pt", some, top_k=3, progress=False)
+    labels = label_clips(out / "classify" / "best.pt", some, top_k=3, progress=False, device=device)
     write_labels(labels, out / "labels.csv")
-    segs = label_segments(out / "classify" / "best.pt", long_video, 2.0, progress=False)
+    segs = label_segments(out / "classify" / "best.pt", long_video, 2.0, progress=False, device=device)
     srt = write_srt(segs["segments"], out / "long" / "long.srt")
     seg_acc = sum(s["label"] == g["action"] for s, g in zip(segs["segments"], truth)) / max(len(truth), 1)
-    caps = caption_clips(out / "caption" / "best.pt", some, beam_size=5, progress=False)
-    (out / "captions.json").write_text(json.dumps(caps, indent=2))
+    caps = caption_clips(out / "caption" / "best.pt", some, beam_size=5, progress=False, device=device)
+    write_text_atomic(out / "captions.json", json.dumps(caps, indent=2))
     times["label_caption"] = time.time() - t
     times["total"] = time.time() - t0
 
@@ -85,7 +89,7 @@ def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: i
             "captions": str(out / "captions.json"), "long_video": str(long_video), "srt": str(srt),
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     if not quiet:
         print("\n== video demo ==")
         print(f"CNN-LSTM accuracy on {summary['n_test']} fresh clips: {summary['cnn_lstm_accuracy']:.3f}   "

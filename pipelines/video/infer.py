@@ -1,8 +1,12 @@
 """Using a trained video model: evaluation, labelling clips (top-k with scores), labelling a long
-video window by window (with an .srt subtitle file), and captioning clips."""
+video window by window (with an .srt subtitle file), and captioning clips.
+
+Every function takes ``checkpoint``: a bundle file, a shipped model name, or None for the shipped
+model of its kind ("video-classify" for labelling, "video-caption" for captioning)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -10,21 +14,27 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from encoders.io import SkipCounter
+from encoders.io import DecodeError, SkipCounter
 from encoders.io.video import iter_frames, list_videos
 from encoders.video import VideoFrontEndConfig, sample_frames
+from pipelines import bundle as _bundle
+from pipelines.cli_common import UserError, write_text_atomic
 from pipelines.plots import classification_report, plot_confusion
-from pipelines.trainer import load_for_inference
 
 from .data import Vocab, decode_many, load_clipset
 from .metrics import caption_scores
-from .train import build_model, generate_captions, predict_logits
+from .train import KINDS, generate_captions, predict_logits
+
+CLASSIFY, CAPTION = KINDS["classify"], KINDS["caption"]
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu"):
-    """(model in eval mode, extra, front-end config) from a checkpoint written by :func:`train`."""
-    model, extra = load_for_inference(checkpoint, build_model, map_location=device)
-    return model.to(device), extra, VideoFrontEndConfig.from_dict(extra["frontend"])
+def load_model(checkpoint: str | Path | None, kind: str | tuple[str, ...] = (CLASSIFY, CAPTION),
+               device: str = "cpu", command: str | None = None):
+    """(model on ``device`` in eval mode, bundle, front-end config) from a bundle of ``kind``; None
+    picks the shipped model of ``kind`` (the classifier when several kinds are allowed)."""
+    default = kind if isinstance(kind, str) else kind[0]
+    model, b = _bundle.load(checkpoint, kind, device=device, default=default, command=command)
+    return model, b, VideoFrontEndConfig.from_dict(b["front_end"])
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:
@@ -36,65 +46,91 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def evaluate(checkpoint: str | Path, data: str | Path, split: str | None = "test", out_dir: str | Path | None = None,
-             beam_size: int = 1, progress: bool = True) -> dict:
+def evaluate(checkpoint: str | Path | None, data: str | Path, split: str | None = "test",
+             out_dir: str | Path | None = None, beam_size: int = 1, progress: bool = True, device: str = "cpu",
+             overwrite: bool = True, meteor: bool = True) -> dict:
     """Score a checkpoint on ``data``'s ``split`` (all clips when the folder has no split lists).
 
-    classify: ``{"accuracy", "per_class", "n", "confusion", "confusion_png"}``;
+    classify: ``{"accuracy", "per_class", "n", "confusion", "confusion_png"}`` (the PNG goes to
+    ``out_dir``, default beside a checkpoint file; none for a shipped model without ``out_dir``);
     caption: ``{"bleu4", "cider", "exact_match", "n"}`` (+ "meteor" with Java), references from
-    ``data/captions.csv``.  Both report ``skipped`` bad files.
+    ``data/captions.csv`` (``meteor=False`` skips METEOR, which starts a Java VM).  Both report
+    ``skipped`` bad files.  No usable clip: :class:`UserError`.
     """
-    model, extra, fe = load_model(checkpoint)
-    clips = load_clipset(data, split, fe, classes=extra.get("classes"), progress=progress)
+    data = Path(data)
+    if not data.is_dir():  # checked first: nothing (not even a cache folder) is created
+        raise UserError(f"{data}: no such data folder")
+    model, b, fe = load_model(checkpoint, (CLASSIFY, CAPTION), device, "lstm-media video eval")
+    png_path = None
+    if b["kind"] == CLASSIFY:
+        shipped = Path(b["path"]).resolve().parent == _bundle.SHIPPED_DIR.resolve()
+        folder = Path(out_dir) if out_dir else (None if shipped else Path(b["path"]).parent)
+        if folder is not None:
+            from pipelines.cli_common import check_output
+
+            png_path = check_output(folder / "confusion.png", [data], overwrite=overwrite, flag="--out")
+    classes = b["labels"] if b["kind"] == CLASSIFY else None
+    clips = load_clipset(data, split, fe, classes=classes, progress=progress)
     if split is not None and len(clips) == 0 and not clips.skipped:
-        clips = load_clipset(data, None, fe, classes=extra.get("classes"), progress=progress)
-    if extra["task"] == "classify":
+        clips = load_clipset(data, None, fe, classes=classes, progress=progress)
+    if b["kind"] == CLASSIFY:
         keep = (clips.labels >= 0).nonzero().flatten()
+        if len(keep) == 0:
+            raise UserError(f"{data}: no usable labelled clips to evaluate ({len(clips.skipped)} unreadable, "
+                            f"{len(clips)} outside the checkpoint's classes)")
         logits = predict_logits(model, clips.frames[keep], fe)
-        pred = logits.argmax(-1).tolist() if len(keep) else []
-        rep = classification_report(clips.labels[keep].tolist(), pred, extra["classes"])
-        out_dir = Path(out_dir) if out_dir else Path(checkpoint).parent
-        png = plot_confusion(np.asarray(rep["confusion"]), extra["classes"], out_dir / "confusion.png",
-                             title=f"{extra['model']}: accuracy {rep['accuracy']:.3f} (n={rep['n']})")
-        rep["confusion_png"] = str(png)
+        pred = logits.argmax(-1).tolist()
+        rep = classification_report(clips.labels[keep].tolist(), pred, b["labels"])
+        rep["confusion_png"] = None
+        if png_path is not None:
+            rep["confusion_png"] = str(plot_confusion(np.asarray(rep["confusion"]), b["labels"], png_path,
+                                                      title=f"{b['model']}: accuracy {rep['accuracy']:.3f} "
+                                                            f"(n={rep['n']})"))
     else:
-        vocab = Vocab.from_list(extra["vocab"])
+        vocab = Vocab.from_list(b["vocab"])
         keep = [i for i, c in enumerate(clips.captions) if c]
+        if not keep:
+            raise UserError(f"{data}: no usable captioned clips to evaluate ({len(clips.skipped)} unreadable; "
+                            "references come from captions.csv)")
         preds = generate_captions(model, clips.frames[keep], fe, vocab, beam_size=beam_size)
-        rep = caption_scores({i: p for i, p in zip(keep, preds)}, {i: clips.captions[i] for i in keep})
+        rep = caption_scores({i: p for i, p in zip(keep, preds)}, {i: clips.captions[i] for i in keep},
+                             meteor=meteor)
         rep["examples"] = [{"path": clips.paths[i], "caption": p, "reference": clips.captions[i][0]}
                            for i, p in list(zip(keep, preds))[:5]]
     rep["skipped"] = len(clips.skipped)
-    rep["model"] = extra["model"]
+    rep["model"] = b["model"]
+    rep["kind"] = b["kind"]
+    rep["checkpoint"] = b["path"]
     return rep
 
 
-def label_clips(checkpoint: str | Path, paths: list[str | Path], top_k: int = 3, progress: bool = True) -> dict:
+def label_clips(checkpoint: str | Path | None, paths: list[str | Path], top_k: int = 3, progress: bool = True,
+                device: str = "cpu") -> dict:
     """Top-k labels with softmax scores for every clip given or found under the folders given."""
-    model, extra, fe = load_model(checkpoint)
-    if extra["task"] != "classify":
-        raise ValueError(f"{checkpoint}: a {extra['task']} checkpoint cannot label clips; use 'caption'")
+    model, b, fe = load_model(checkpoint, CLASSIFY, device, "lstm-media video label")
+    classes = b["labels"]
     skips = SkipCounter()
     kept, frames = decode_many(expand_paths(paths), fe, skips, progress)
-    probs = predict_logits(model, frames, fe).softmax(-1) if len(kept) else torch.zeros(0, len(extra["classes"]))
-    k = min(top_k, len(extra["classes"]))
+    probs = predict_logits(model, frames, fe).softmax(-1) if len(kept) else torch.zeros(0, len(classes))
+    k = min(top_k, len(classes))
     rows = []
     for p, pr in zip(kept, probs):
         s, i = pr.topk(k)
-        rows.append({"path": str(p), "label": extra["classes"][int(i[0])], "score": float(s[0]),
-                     "top_k": [{"label": extra["classes"][int(j)], "score": float(v)} for v, j in zip(s, i)]})
-    return {"labels": rows, "n": len(rows), "skipped": len(skips), "skipped_files": skips.errors}
+        rows.append({"path": str(p), "label": classes[int(i[0])], "score": float(s[0]),
+                     "top_k": [{"label": classes[int(j)], "score": float(v)} for v, j in zip(s, i)]})
+    return {"labels": rows, "n": len(rows), "skipped": len(skips), "skipped_files": skips.errors,
+            "checkpoint": b["path"]}
 
 
-def label_segments(checkpoint: str | Path, video: str | Path, seconds: float, top_k: int = 3,
-                   progress: bool = True) -> dict:
+def label_segments(checkpoint: str | Path | None, video: str | Path, seconds: float, top_k: int = 3,
+                   progress: bool = True, device: str = "cpu", loaded=None) -> dict:
     """Label a long video window by window (``seconds`` each, by decoder timestamps, so variable frame
-    rate is handled); each window's frames are sampled like a clip.  Returns ``{"segments": [...]}``."""
-    if seconds <= 0:
+    rate is handled); each window's frames are sampled like a clip.  Returns ``{"segments": [...]}``.
+    ``loaded``: an already loaded ``(model, bundle, front end)`` from :func:`load_model`."""
+    if not seconds > 0:
         raise ValueError("--segment must be > 0 seconds")
-    model, extra, fe = load_model(checkpoint)
-    if extra["task"] != "classify":
-        raise ValueError(f"{checkpoint}: a {extra['task']} checkpoint cannot label segments")
+    model, b, fe = loaded or load_model(checkpoint, CLASSIFY, device, "lstm-media video label")
+    classes = b["labels"]
     windows: dict[int, list[np.ndarray]] = {}
     bounds: dict[int, list[float]] = {}
     # frames are shrunk while decoding; only the current window is held in memory at a time
@@ -107,20 +143,21 @@ def label_segments(checkpoint: str | Path, video: str | Path, seconds: float, to
         pr = predict_logits(model, x, fe).softmax(-1)[0]
         s, i = pr.topk(min(top_k, len(pr)))
         segs.append({"start": w * seconds, "end": (w + 1) * seconds, "first_frame_time": t0, "last_frame_time": t1,
-                     "frames": len(frames), "label": extra["classes"][int(i[0])], "score": float(s[0]),
-                     "top_k": [{"label": extra["classes"][int(j)], "score": float(v)} for v, j in zip(s, i)]})
+                     "frames": len(frames), "label": classes[int(i[0])], "score": float(s[0]),
+                     "top_k": [{"label": classes[int(j)], "score": float(v)} for v, j in zip(s, i)]})
 
     for t, f in tqdm(iter_frames(video, size=tuple(fe.size)), desc="decode", disable=not progress, leave=False):
         w = int(t // seconds + 1e-9)
         for old in [k for k in windows if k < w]:
             flush(old)
         windows.setdefault(w, []).append(f)
-        b = bounds.setdefault(w, [t, t])
-        b[1] = t
+        b_ = bounds.setdefault(w, [t, t])
+        b_[1] = t
     for old in sorted(windows):
         flush(old)
-    if segs:  # the last window ends with the video
-        segs[-1]["end"] = max(segs[-1]["last_frame_time"], segs[-1]["start"])
+    if not segs:
+        raise DecodeError(video, "no frames decoded")
+    segs[-1]["end"] = max(segs[-1]["last_frame_time"], segs[-1]["start"])  # the last window ends with the video
     return {"video": str(video), "segment_seconds": seconds, "segments": segs, "n": len(segs)}
 
 
@@ -132,15 +169,20 @@ def _srt_time(t: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
 
 
-def write_srt(segments: list[dict], path: str | Path) -> Path:
+def srt_text(segments: list[dict]) -> str:
     """One subtitle per window: ``label (score)``."""
+    out = []
+    for k, s in enumerate(segments, 1):
+        end = s["end"] if s["end"] > s["start"] else s["start"] + 0.04
+        out.append(f"{k}\n{_srt_time(s['start'])} --> {_srt_time(end)}\n{s['label']} ({s['score']:.2f})\n\n")
+    return "".join(out)
+
+
+def write_srt(segments: list[dict], path: str | Path) -> Path:
+    """Write :func:`srt_text` atomically (callers check the path with ``check_output`` first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for k, s in enumerate(segments, 1):
-            end = s["end"] if s["end"] > s["start"] else s["start"] + 0.04
-            f.write(f"{k}\n{_srt_time(s['start'])} --> {_srt_time(end)}\n{s['label']} ({s['score']:.2f})\n\n")
-    return path
+    return write_text_atomic(path, srt_text(segments))
 
 
 def read_srt(path: str | Path) -> list[tuple[float, float, str]]:
@@ -160,37 +202,47 @@ def read_srt(path: str | Path) -> list[tuple[float, float, str]]:
 
 
 def write_labels(result: dict, path: str | Path) -> Path:
-    """Labels to .json (everything) or .csv (path,label,score,top_k as label:score;...)."""
+    """Labels to .json (everything) or .csv (path,label,score,top_k as label:score;...), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = result.get("labels", result.get("segments", []))
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(result, indent=2))
-        return path
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        seg = "segments" in result
-        w.writerow((["start", "end"] if seg else ["path"]) + ["label", "score", "top_k"])
-        for r in rows:
-            topk = ";".join(f"{t['label']}:{t['score']:.4f}" for t in r["top_k"])
-            w.writerow(([f"{r['start']:.3f}", f"{r['end']:.3f}"] if seg else [r["path"]])
-                       + [r["label"], f"{r['score']:.4f}", topk])
-    return path
+        return write_text_atomic(path, json.dumps(result, indent=2))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    seg = "segments" in result
+    w.writerow((["start", "end"] if seg else ["path"]) + ["label", "score", "top_k"])
+    for r in rows:
+        topk = ";".join(f"{t['label']}:{t['score']:.4f}" for t in r["top_k"])
+        w.writerow(([f"{r['start']:.3f}", f"{r['end']:.3f}"] if seg else [r["path"]])
+                   + [r["label"], f"{r['score']:.4f}", topk])
+    return write_text_atomic(path, buf.getvalue())
 
 
-def caption_clips(checkpoint: str | Path, paths: list[str | Path], beam_size: int = 5, max_len: int = 12,
-                  progress: bool = True) -> dict:
+def write_captions(result: dict, path: str | Path) -> Path:
+    """Captions to .json (everything) or .csv (path,caption), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        return write_text_atomic(path, json.dumps(result, indent=2))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "caption"])
+    w.writerows([(c["path"], c["caption"]) for c in result["captions"]])
+    return write_text_atomic(path, buf.getvalue())
+
+
+def caption_clips(checkpoint: str | Path | None, paths: list[str | Path], beam_size: int = 5, max_len: int = 12,
+                  progress: bool = True, device: str = "cpu") -> dict:
     """One sentence per clip (beam search; ``beam_size=1`` is greedy)."""
-    model, extra, fe = load_model(checkpoint)
-    if extra["task"] != "caption":
-        raise ValueError(f"{checkpoint}: a {extra['task']} checkpoint cannot caption; use 'label'")
-    vocab = Vocab.from_list(extra["vocab"])
+    model, b, fe = load_model(checkpoint, CAPTION, device, "lstm-media video caption")
+    vocab = Vocab.from_list(b["vocab"])
     skips = SkipCounter()
     kept, frames = decode_many(expand_paths(paths), fe, skips, progress)
     caps = generate_captions(model, frames, fe, vocab, beam_size=beam_size, max_len=max_len) if kept else []
     return {"captions": [{"path": str(p), "caption": c} for p, c in zip(kept, caps)], "n": len(kept),
-            "skipped": len(skips), "skipped_files": skips.errors}
+            "skipped": len(skips), "skipped_files": skips.errors, "checkpoint": b["path"]}
 
 
-__all__ = ["load_model", "expand_paths", "decode_many", "evaluate", "label_clips", "label_segments", "write_srt",
-           "read_srt", "write_labels", "caption_clips"]
+__all__ = ["load_model", "expand_paths", "decode_many", "evaluate", "label_clips", "label_segments", "srt_text",
+           "write_srt", "read_srt", "write_labels", "write_captions", "caption_clips"]

@@ -1,7 +1,8 @@
 """Training wiring: data -> registered model -> shared :class:`pipelines.trainer.Trainer`.
 
-Each checkpoint's ``extra`` holds everything needed to use the model later: task, registry name and
-keyword arguments, front-end config, class names or vocabulary.
+Every checkpoint is a bundle (:mod:`pipelines.bundle`) of kind "video-classify" (labels = class names)
+or "video-caption" (vocab = caption vocabulary); ``front_end`` is the :class:`VideoFrontEndConfig`,
+``task`` the :class:`VideoTrainConfig` of the run.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from encoders.video import VideoFrontEndConfig
+from pipelines import bundle as _bundle
 from pipelines.registry import get_model
 from pipelines.trainer import Trainer, TrainConfig, seed_everything
 
@@ -23,6 +25,7 @@ from .metrics import caption_scores
 from encoders.config import DictConfig
 
 TASKS = ("classify", "caption")
+KINDS = {"classify": "video-classify", "caption": "video-caption"}
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,8 @@ class VideoTrainConfig(DictConfig):
     init_from: str | None = None  # checkpoint whose frame CNN initialises this model's (transfer)
     max_steps: int | None = None
     progress: bool = True
+    device: str = "auto"  # where training runs ("auto": CUDA when available)
 
-
-
-def build_model(extra: dict) -> torch.nn.Module:
-    """Rebuild a model from a checkpoint's ``extra`` (registry name + keyword arguments)."""
-    return get_model(extra["model"], **extra["model_kwargs"])
 
 
 @torch.no_grad()
@@ -85,6 +84,8 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
     """Train ``cfg.task`` on ``data`` (its train split; val split for model selection) into ``out``."""
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     out = Path(out)
     fe = VideoFrontEndConfig.from_dict(cfg.frontend)
     train_set = load_clipset(data, "train", fe, progress=cfg.progress)
@@ -96,7 +97,7 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
         val_set = _subset(train_set, va)
         train_set = _subset(train_set, tr)
     if len(train_set) == 0:
-        raise ValueError(f"{data}: no decodable training clips")
+        raise ValueError(f"{data}: no decodable training clips in the train split")
     print(f"video: {len(train_set)} train clips, {len(val_set)} val clips"
           f"{f', skipped {len(train_set.skipped) + len(val_set.skipped)} bad files' if train_set.skipped or val_set.skipped else ''}",
           file=sys.stderr)
@@ -104,11 +105,15 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
     tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                      seed=cfg.seed, warmup_steps=20, max_steps=cfg.max_steps, progress=cfg.progress, log_every=10,
                      metric="accuracy" if cfg.task == "classify" else "exact_match", mode="max",
-                     target=cfg.target)
-    extra = {"task": cfg.task, "model": cfg.model, "frontend": fe.to_dict(), "train_config": cfg.to_dict()}
+                     target=cfg.target, device=cfg.device)
+    data_desc = {"root": str(data), "train_clips": len(train_set), "val_clips": len(val_set),
+                 "skipped": len(train_set.skipped) + len(val_set.skipped)}
     if cfg.task == "classify":
         kwargs = {"num_classes": len(classes), **cfg.model_kwargs}
-        extra |= {"model_kwargs": kwargs, "classes": classes}
+        meta = _bundle.make_meta(KINDS["classify"], cfg.model, kwargs, front_end=fe.to_dict(), labels=classes,
+                                 task=cfg.to_dict(), data=data_desc,
+                                 extras={"description": "labels a video clip with one of "
+                                                        f"{len(classes)} actions ({cfg.model})"})
         model = get_model(cfg.model, **kwargs)
         ds = ClassifyDataset(train_set, fe, augment=cfg.augment, seed=cfg.seed)
 
@@ -122,11 +127,14 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
             acc = float((logits.argmax(-1) == val_set.labels).float().mean()) if len(val_set) else 0.0
             return {"accuracy": acc, "loss": float(F.cross_entropy(logits, val_set.labels)) if len(val_set) else 0.0}
 
-        trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, extra=extra)
+        trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, bundle=meta)
     else:
         vocab = Vocab.build(train_set.captions)
         kwargs = {"vocab_size": len(vocab), **cfg.model_kwargs}
-        extra |= {"model_kwargs": kwargs, "vocab": vocab.to_list(), "classes": classes}
+        meta = _bundle.make_meta(KINDS["caption"], cfg.model, kwargs, front_end=fe.to_dict(),
+                                 vocab=vocab.to_list(), task=cfg.to_dict(), data=data_desc,
+                                 extras={"description": "describes a video clip in one sentence "
+                                                        f"({len(vocab)}-word vocabulary)"})
         model = get_model(cfg.model, **kwargs)
         ds = CaptionDataset(train_set, vocab, fe, augment=cfg.augment, seed=cfg.seed)
         if len(ds) == 0:
@@ -156,7 +164,7 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
                                meteor=False)
             return {"exact_match": s["exact_match"], "bleu4": s["bleu4"]}
 
-        trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, collate_fn=collate_captions, extra=extra)
+        trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, collate_fn=collate_captions, bundle=meta)
     if cfg.init_from and not (resume and (out / "last.pt").exists()):
         copied = init_frame_cnn(model, cfg.init_from)
         print(f"video: frame CNN initialised from {cfg.init_from} ({copied} tensors)", file=sys.stderr)
@@ -172,13 +180,10 @@ def _frame_cnn(model: torch.nn.Module):
 
 
 def init_frame_cnn(model: torch.nn.Module, checkpoint: str | Path) -> int:
-    """Copy the frame CNN weights of another video checkpoint (e.g. the trained classifier) into
-    ``model``'s frame CNN; the configs must match.  Returns the number of tensors copied."""
-    from pipelines.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(checkpoint)
-    src = build_model(ck["extra"])
-    src.load_state_dict(ck["model"])
+    """Copy the frame CNN weights of another video checkpoint (a file or shipped model name, e.g. the
+    trained classifier) into ``model``'s frame CNN; the configs must match.  Returns the number of
+    tensors copied."""
+    src, _ = _bundle.load(checkpoint, tuple(KINDS.values()), command="lstm-media video train --init-from")
     a, b = _frame_cnn(src), _frame_cnn(model)
     if a is None or b is None:
         raise ValueError(f"{checkpoint}: no frame CNN to initialise from")
@@ -194,4 +199,4 @@ def _subset(cs: ClipSet, idx: torch.Tensor) -> ClipSet:
                    cs.classes, cs.skipped)
 
 
-__all__ = ["TASKS", "VideoTrainConfig", "build_model", "predict_logits", "generate_captions", "train"]
+__all__ = ["TASKS", "KINDS", "VideoTrainConfig", "predict_logits", "generate_captions", "train", "init_frame_cnn"]

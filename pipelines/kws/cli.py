@@ -1,0 +1,374 @@
+"""``lstm-media kws``: keyword spotting — synthesise data, train, evaluate, predict, detect in a stream, demo.
+
+    lstm-media kws predict clip.wav ... [--json]           # the shipped 12-class model (--checkpoint kws-digits: digits)
+    lstm-media kws detect long.wav [--json]                # streaming detection: "time_s word score" + real-time factor
+    lstm-media kws synth --out data/kws                    # the offline Speech Commands-layout dataset
+    lstm-media kws train --data data/kws --out runs/kws [--preset digits | --words a b c] [--epochs N] [--fresh]
+    lstm-media kws eval --data data/kws [--checkpoint runs/kws/best.pt] [--png cm.png] [--json]
+    lstm-media kws stream-wav --data data/kws --out long.wav   # a long test recording (+ truth .json)
+    lstm-media kws demo --out runs/demo-kws
+
+--checkpoint takes a file or a shipped model name (``lstm-media models``); without it the shipped ``kws``
+model is used.  ``python scripts/kws.py ...`` is the same command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..cli_common import (UserError, add_command, add_runtime, any_float, apply_runtime, check_output, log,
+                          main_for, nonneg_float, nonneg_int, positive_float, positive_int, unit_interval,
+                          write_text_atomic)
+
+PRESET_CHOICES = ["default", "digits"]
+
+
+def _words_arg(p, required=False, help="words to spot (default: the preset's)"):
+    p.add_argument("--words", nargs="+", default=None, required=required, help=help)
+
+
+def _checkpoint_arg(p):
+    p.add_argument("--checkpoint", default=None,
+                   help="a kws checkpoint file or shipped model name (default: the shipped 'kws')")
+
+
+def build_parser(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{synth,train,eval,predict,stream-wav,detect,demo}")
+
+    s = add_command(sub, "synth", cmd_synth, "write the offline Speech Commands-layout dataset (espeak-ng + flite)")
+    s.add_argument("--out", default="data/kws", help="dataset folder (default %(default)s)")
+    s.add_argument("--variants-per-accent", type=nonneg_int, default=None, help="espeak-ng voices per accent (48)")
+    s.add_argument("--espeak-takes", type=positive_int, default=None, help="renditions per word per espeak-ng voice (2)")
+    s.add_argument("--flite-takes", type=nonneg_int, default=None, help="renditions per word per flite voice (4)")
+    _words_arg(s, help="words to speak (all 35 Speech Commands words)")
+    s.add_argument("--workers", type=positive_int, default=2)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="write into a folder that already holds files")
+    s.add_argument("--json", action="store_true")
+
+    t = add_command(sub, "train", cmd_train, "train on any Speech Commands-layout folder (resumes OUT/last.pt)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True)
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--preset", choices=PRESET_CHOICES, default=None,
+                   help="default: yes no up down left right on off stop go; digits: zero..nine")
+    _words_arg(g)
+    t.add_argument("--epochs", type=positive_int, default=None, help="(15)")
+    t.add_argument("--batch-size", type=positive_int, default=None, help="(64)")
+    t.add_argument("--lr", type=positive_float, default=None, help="(3e-3)")
+    t.add_argument("--hidden", type=positive_int, default=None, help="LSTM width (128)")
+    t.add_argument("--layers", type=positive_int, default=None, help="LSTM layers (2)")
+    t.add_argument("--bidirectional", action="store_true", help="pools over time; cannot stream (detect)")
+    t.add_argument("--features", choices=["mfcc", "logmel"], default=None)
+    t.add_argument("--no-augment", action="store_true", help="switch off noise, shift and SpecAugment")
+    t.add_argument("--max-steps", type=positive_int, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start over")
+    t.add_argument("--json", action="store_true")
+    add_runtime(t)
+
+    e = add_command(sub, "eval", cmd_eval, "accuracy, per-class accuracy (and a confusion PNG) on a folder")
+    _checkpoint_arg(e)
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="auto", choices=["auto", "training", "validation", "testing", "all"],
+                   help="auto: the testing list when the folder has list files, else every file")
+    e.add_argument("--png", default=None, help="write the confusion matrix to this PNG")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --png")
+    e.add_argument("--json", action="store_true")
+    add_runtime(e)
+
+    r = add_command(sub, "predict", cmd_predict, "label and score for each 1 s clip")
+    _checkpoint_arg(r)
+    r.add_argument("files", nargs="+")
+    r.add_argument("--json", action="store_true")
+    add_runtime(r)
+
+    w = add_command(sub, "stream-wav", cmd_stream_wav,
+                    "write a long recording of held-out voices over noise (+ truth .json)")
+    w.add_argument("--data", required=True)
+    w.add_argument("--out", required=True, help="the .wav to write (a folder: OUT/long.wav); truth beside it")
+    w.add_argument("--preset", choices=PRESET_CHOICES, default="default")
+    _words_arg(w)
+    w.add_argument("--keywords", type=positive_int, default=16)
+    w.add_argument("--unknown", type=nonneg_int, default=4)
+    w.add_argument("--snr", type=any_float, default=15.0, help="speech-to-noise ratio in dB (default %(default)s)")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--overwrite", action="store_true")
+
+    d = add_command(sub, "detect", cmd_detect, "streaming keyword detection over a recording of any length")
+    _checkpoint_arg(d)
+    d.add_argument("file")
+    d.add_argument("--block-ms", type=positive_float, default=None, help="audio per model call (500)")
+    d.add_argument("--average-ms", type=positive_float, default=None, help="posterior smoothing window (500)")
+    d.add_argument("--threshold", type=unit_interval, default=None, help="smoothed posterior to fire (0.7)")
+    d.add_argument("--suppression-ms", type=nonneg_float, default=None, help="quiet time after a detection (1500)")
+    d.add_argument("--truth", default=None, help="truth .json to score against (default: FILE's .json when it "
+                                                 "holds a truth list)")
+    d.add_argument("--json", action="store_true")
+    add_runtime(d)
+
+    m = add_command(sub, "demo", cmd_demo, "synth -> train -> eval -> detect, end to end")
+    m.add_argument("--out", default="runs/demo-kws")
+    m.add_argument("--data", default=None, help="dataset folder (default: OUT/data; reused when present)")
+    m.add_argument("--epochs", type=positive_int, default=8,
+                   help="training epochs (8: the demo's short run; `train` defaults to the full 15)")
+    add_runtime(m)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+def _words(args) -> list[str]:
+    from .data import PRESETS, SILENCE, UNKNOWN
+
+    words = list(args.words) if args.words else list(PRESETS[args.preset or "default"])
+    dup = sorted({w for w in words if words.count(w) > 1})
+    if dup:
+        raise UserError(f"--words names {', '.join(dup)} more than once")
+    if SILENCE in words or UNKNOWN in words:
+        raise UserError(f"--words cannot use the reserved class names {SILENCE} and {UNKNOWN}")
+    return words
+
+
+def _train_config(args):
+    from encoders.audio import AugmentConfig
+
+    from .train import KWSConfig
+
+    cfg = KWSConfig(seed=args.seed, words=tuple(_words(args)))
+    for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                 ("hidden_size", args.hidden), ("num_layers", args.layers), ("feature_kind", args.features),
+                 ("max_steps", args.max_steps)):
+        if v is not None:
+            cfg = replace(cfg, **{k: v})
+    if args.bidirectional:
+        cfg = replace(cfg, bidirectional=True)
+    if args.no_augment:
+        cfg = replace(cfg, augment=AugmentConfig.off())
+    return cfg
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def read_truth(path: Path) -> list[dict] | None:
+    """A truth list written by ``stream-wav`` (``[{"word", "time_s", "keyword"}, ...]``), or None when the
+    file is not one (unreadable, not JSON, or another structure)."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, list):
+        return None
+    for t in data:
+        if not (isinstance(t, dict) and isinstance(t.get("word"), str) and isinstance(t.get("time_s"), (int, float))
+                and not isinstance(t.get("time_s"), bool) and isinstance(t.get("keyword", True), bool)):
+            return None
+    return data
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+def cmd_synth(args) -> dict:
+    from .synth import SynthConfig, synthesize
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"{out} already holds files; refusing to write into it (pass --overwrite, or choose "
+                        "another --out)")
+    cfg = SynthConfig(seed=args.seed, workers=args.workers)
+    for k, v in (("variants_per_accent", args.variants_per_accent), ("flite_takes", args.flite_takes),
+                 ("espeak_takes", args.espeak_takes)):
+        if v is not None:
+            cfg = replace(cfg, **{k: v})
+    if args.words:
+        cfg = replace(cfg, words=tuple(_words(args)))
+    summary = synthesize(out, cfg, progress=_progress())
+    if args.json:
+        print(json.dumps({"out": str(out), **summary}))
+    else:
+        log(f"wrote {summary['clips']} clips from {summary['voices']} voices to {out} "
+            f"({summary['splits']}; {summary['failed']} failed) in {summary['seconds']} s")
+    return summary
+
+
+def cmd_train(args) -> dict:
+    from .train import train
+
+    device = apply_runtime(args)
+    cfg = _train_config(args)
+    summary = train(args.data, args.out, cfg, progress=_progress(), resume=not args.fresh, device=device)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        acc = "-" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.4f}"
+        log(f"test accuracy {acc} on {summary['test_n']} clips of held-out voices; "
+            f"training {summary['train_seconds']} s; checkpoint {summary['checkpoint']}")
+    return summary
+
+
+def cmd_eval(args) -> dict:
+    from .train import evaluate_checkpoint
+
+    device = apply_runtime(args)
+    if not Path(args.data).is_dir():
+        raise UserError(f"--data {args.data}: no such dataset folder")
+    png = check_output(args.png, [args.checkpoint], args.overwrite, "--png") if args.png else None
+    rep = evaluate_checkpoint(args.checkpoint, args.data, png, split=None if args.split == "all" else args.split,
+                              progress=_progress(), device=device)
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        print(f"accuracy {rep['accuracy']:.4f} on {rep['n']} clips ({rep['split']}), skipped {rep['skipped']}")
+        for k, v in rep["per_class"].items():
+            print(f"  {k:>10s} {'-' if v is None else f'{v:.3f}'}")
+        if png is not None:
+            print(f"confusion matrix: {png}")
+    return rep
+
+
+def cmd_predict(args):
+    from .train import predict_files
+
+    device = apply_runtime(args)
+    res = predict_files(args.checkpoint, args.files, device=device)
+    if args.json:
+        print(json.dumps({"predictions": res}))
+    else:
+        for r in res:
+            print(f"{r['file']}\t{r['label']}\t{r['score']:.4f}" if "label" in r else f"{r['file']}\tERROR\t{r['error']}")
+    if not any("label" in r for r in res):
+        raise UserError(f"none of the {len(res)} files could be read as audio")
+    return res
+
+
+def cmd_stream_wav(args):
+    from .data import scan_dataset
+    from .synth import make_long_recording
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UserError(f"--data {data}: no such dataset folder")
+    out = Path(args.out)
+    if out.is_dir():
+        out = out / "long.wav"
+    if data.resolve() in out.resolve().parents:
+        raise UserError(f"--out {out} is inside the dataset folder {data}; choose a place outside it")
+    truth_path = out.with_suffix(".json")
+    check_output(out, [], args.overwrite)
+    check_output(truth_path, [out], args.overwrite, "--out (its truth .json)")
+    words = _words(args)
+    if not any(it.split == "testing" and it.word in words for it in scan_dataset(data, quiet=True).items):
+        raise UserError(f"{data}: no testing clips of {', '.join(words)} to build a recording from")
+    truth = make_long_recording(data, out, words, args.keywords, args.unknown, snr_db=args.snr, seed=args.seed)
+    log(f"wrote {out} with {len(truth)} words ({sum(t['keyword'] for t in truth)} keywords); truth in {truth_path}")
+    return truth
+
+
+def cmd_detect(args):
+    import torch
+
+    from encoders.io.audio import load_audio
+
+    from .stream import DetectConfig, detect, score_detections
+    from .train import load
+
+    device = apply_runtime(args)
+    truth, truth_path = None, None
+    if args.truth is not None:  # asked for: it must be a truth list
+        truth_path = Path(args.truth)
+        if not truth_path.is_file():
+            raise UserError(f"--truth {truth_path}: no such file")
+        truth = read_truth(truth_path)
+        if truth is None:
+            raise UserError(f"--truth {truth_path}: not a truth list (a JSON list of {{\"word\", \"time_s\", "
+                            "\"keyword\"}} as stream-wav writes)")
+    model, b = load(args.checkpoint, device, "lstm-media kws detect")
+    cfg = DetectConfig.from_dict({**DetectConfig().to_dict(), **(b["extras"].get("detect_config") or {})})
+    for k in ("block_ms", "average_ms", "threshold", "suppression_ms"):
+        if getattr(args, k) is not None:
+            cfg = replace(cfg, **{k: getattr(args, k)})
+    if getattr(model, "bidirectional", False):
+        raise UserError(f"{b['path']}: a bidirectional model needs whole clips and cannot stream; use predict")
+    wave = load_audio(args.file, sr=model.feature_config.sample_rate)
+    if truth is None:  # the guess: FILE's .json, used only when it is a truth list
+        guess = Path(args.file).with_suffix(".json")
+        if guess.is_file():
+            truth = read_truth(guess)
+            if truth is None:
+                log(f"warning: {guess} is not a truth list; not scoring")
+            else:
+                truth_path = guess
+    res = detect(model, b["labels"], wave, cfg)
+    if truth is not None:
+        res["score"] = score_detections(res["detections"], truth)
+        res["truth"] = str(truth_path)
+    res["config"] = cfg.to_dict()
+    res["checkpoint"] = b["path"]
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for t, w, s in res["detections"]:
+            print(f"{t:.2f} {w} {s:.3f}")
+        threads = torch.get_num_threads()
+        print(f"real-time factor {res['rtf']:.5f} ({res['seconds_compute']:.3f} s for {res['seconds_audio']:.1f} s "
+              f"of audio, {threads} thread{'s' if threads != 1 else ''}, {device})")
+        if "score" in res:
+            sc = res["score"]
+            print(f"hits {sc['hits']}/{sc['keywords']}, misses {sc['misses']}, false alarms {sc['false_alarms']}")
+    return res
+
+
+def _invoke(argv: list[str]):
+    """Run one of this job's commands as the CLI would and return its result (the demo's steps)."""
+    p = argparse.ArgumentParser(prog="lstm-media kws")
+    build_parser(p)
+    args = p.parse_args([str(a) for a in argv])
+    return args.func(args)
+
+
+def cmd_demo(args) -> dict:
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out / "data"
+    rt = ["--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
+    t0 = time.time()
+    if not (data / "testing_list.txt").is_file():
+        log(f"[1/4] synthesising the dataset into {data}")
+        _invoke(["synth", "--out", data, "--overwrite"])
+    t1 = time.time()
+    log(f"[2/4] training (default configuration, {args.epochs} epochs)")
+    summary = _invoke(["train", "--data", data, "--out", out / "run", "--epochs", args.epochs, *rt])
+    log("[3/4] evaluating on the held-out voices")
+    ck = out / "run" / "best.pt"
+    rep = _invoke(["eval", "--checkpoint", ck, "--data", data, "--png", out / "confusion_test.png", "--overwrite",
+                   *rt])
+    log("[4/4] streaming detection over a long recording of held-out voices in noise")
+    wav = out / "long.wav"
+    _invoke(["stream-wav", "--data", data, "--out", wav, "--overwrite"])
+    res = _invoke(["detect", "--checkpoint", ck, wav, *rt])
+    t3 = time.time()
+    result = {"synth_seconds": round(t1 - t0, 1), "train_seconds": summary["train_seconds"],
+              "total_seconds": round(t3 - t0, 1), "test_accuracy": rep["accuracy"], "test_n": rep["n"],
+              "detect": dict(res.get("score", {})), "rtf": res["rtf"]}
+    for k in ("hit_list", "false_alarm_list"):
+        result["detect"].pop(k, None)
+    write_text_atomic(out / "demo.json", json.dumps(result, indent=1))
+    print(f"\ndemo done in {result['total_seconds']:.0f} s. Outputs:\n"
+          f"  dataset            {data}\n"
+          f"  checkpoint         {ck}  (loss curve {out / 'run' / 'loss.png'}, log {out / 'run' / 'metrics.jsonl'})\n"
+          f"  test accuracy      {rep['accuracy']:.4f} on {rep['n']} clips of held-out voices -> {out / 'confusion_test.png'}\n"
+          f"  long recording     {wav} (truth {wav.with_suffix('.json')})\n"
+          f"  detection          hits {result['detect'].get('hits')}/{result['detect'].get('keywords')}, "
+          f"false alarms {result['detect'].get('false_alarms')}, real-time factor {res['rtf']:.4f}\n"
+          f"  summary            {out / 'demo.json'}")
+    return result
+
+
+main = main_for(build_parser, "lstm-media kws", __doc__)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The recipe of the shipped keyword-spotting models (``make models`` runs :func:`ship`).
+
+Both models train with the default ``train`` recipe (:class:`pipelines.kws.train.KWSConfig`: 2x128 LSTM,
+40 MFCC, 15 epochs, batch 64, AdamW 3e-3, augmentation on, seed 0) on one default synthesised data set
+(:class:`pipelines.kws.synth.SynthConfig`: 35 words, 389 espeak-ng/flite voices, split by voice):
+
+* ``kws``        — preset ``default``: yes no up down left right on off stop go + _unknown_ + _silence_;
+* ``kws-digits`` — preset ``digits``: zero .. nine + _unknown_ + _silence_.
+
+Held-out figures come from voices the model never heard (the data set's testing voices; the same
+generators, other voices and renditions): clip accuracy with its count, and streaming detection over
+a long recording of those voices in background noise (``stream-wav`` defaults: 16 keywords, 4 other
+words, 15 dB SNR) with the shipped detection settings.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .. import bundle
+from .data import PRESETS
+
+DESCRIPTIONS = {
+    "kws": "Spots yes, no, up, down, left, right, on, off, stop and go (plus unknown words and silence) in 1 s "
+           "clips or streamed audio.",
+    "kws-digits": "Spots the spoken digits zero to nine (plus unknown words and silence) in 1 s clips or "
+                  "streamed audio.",
+}
+
+
+def _synth_config(quick: bool):
+    from .synth import SynthConfig
+
+    if quick:
+        return SynthConfig(words=("yes", "no", "zero", "one", "cat"), variants_per_accent=1, espeak_takes=1,
+                           flite_takes=1)
+    return SynthConfig()
+
+
+def _same_synth(data: Path, cfg) -> bool:
+    """``data`` already holds a complete synthesis made with ``cfg`` (the worker count aside)."""
+    try:
+        meta = json.loads((data / "synth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    want = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k != "workers"}
+    have = {k: v for k, v in meta.get("config", {}).items() if k != "workers"}
+    return want == have and meta.get("summary", {}).get("clips", 0) > 0 and (data / "testing_list.txt").is_file()
+
+
+def ship(work: Path, models_dir: Path, quick: bool = False) -> list[dict]:
+    """Synthesise the default data into ``work/data`` (reused when ``work/data`` already holds the same
+    synthesis), train ``kws`` and ``kws-digits`` into ``work/<name>``, measure them on held-out voices and
+    write ``models_dir/<name>.pt``.  Returns the model-card rows.  ``quick``: a tiny version (3 words of
+    13 voices, 1 epoch, a 16-unit LSTM) for the tests of this code only."""
+    from .stream import DetectConfig, detect, score_detections
+    from .synth import make_long_recording, synthesize
+    from .train import KWSConfig, load, train
+    from encoders.io.audio import load_audio
+
+    work, models_dir = Path(work), Path(models_dir)
+    data = work / "data"
+    scfg = _synth_config(quick)
+    if _same_synth(data, scfg):
+        print(f"kws ship: reusing the synthesised data in {data}", file=sys.stderr)
+    else:
+        print(f"kws ship: synthesising the default data into {data}", file=sys.stderr)
+        synthesize(data, scfg, progress=False)
+    synth_summary = json.loads((data / "synth.json").read_text())["summary"]
+    rows = []
+    for name, preset in (("kws", "default"), ("kws-digits", "digits")):
+        words = PRESETS[preset]
+        cfg = KWSConfig(words=tuple(words))
+        recipe = f"lstm-media kws train --data DATA --out RUN --preset {preset}  (defaults: {cfg.epochs} epochs, " \
+                 f"batch {cfg.batch_size}, lr {cfg.lr:g}, {cfg.num_layers}x{cfg.hidden_size} LSTM, seed {cfg.seed})"
+        if quick:
+            words = words[:2]
+            cfg = replace(cfg, words=tuple(words), epochs=1, hidden_size=16, num_layers=1, batch_size=8)
+            recipe = f"quick test recipe: words {' '.join(words)}, 1 epoch, 1x16 LSTM, batch 8"
+        run = work / name
+        print(f"kws ship: training {name} ({recipe})", file=sys.stderr)
+        summary = train(data, run, cfg, progress=False, resume=False, device="cpu")
+        model, b = load(run / "best.pt", "cpu")
+        held = {"test_accuracy": summary["test_accuracy"], "test_n": summary["test_n"]}
+        # streaming detection over a long recording of held-out voices in noise
+        wav = work / f"{name}-long.wav"
+        truth = make_long_recording(data, wav, words, 16, 4, snr_db=15.0, seed=0)
+        dcfg = DetectConfig.from_dict(b["extras"]["detect_config"])
+        res = detect(model, b["labels"], load_audio(wav, sr=model.feature_config.sample_rate), dcfg)
+        sc = score_detections(res["detections"], truth)
+        held.update({"stream_keywords": sc["keywords"], "stream_hits": sc["hits"],
+                     "stream_false_alarms": sc["false_alarms"], "stream_seconds": round(res["seconds_audio"], 1)})
+        b["metrics"] = {**b["metrics"], "held_out": held}
+        b["extras"] = {**b["extras"], "description": DESCRIPTIONS[name], "recipe": recipe}
+        b["data"] = {**b["data"], "path": "synthesised by 'lstm-media kws synth' (default settings)"
+                     if not quick else "quick test synthesis"}
+        models_dir.mkdir(parents=True, exist_ok=True)
+        path = bundle.save(bundle.for_shipping(b), models_dir / f"{name}.pt")
+        path.chmod(0o644)  # package data: readable by every user once installed (the temp file was 0600)
+        rows.append({"name": name, "kind": b["kind"],
+                     "data": f"{synth_summary['clips']} synthesised clips of {synth_summary['voices']} "
+                             f"espeak-ng/flite voices ({len(words)} keywords + unknown words + silence), "
+                             "split by voice",
+                     "recipe": recipe, "held_out": held, "train_seconds": summary["train_seconds"],
+                     "size_bytes": path.stat().st_size})
+        print(f"kws ship: {name}: {json.dumps(held)}; {summary['train_seconds']} s; {path} "
+              f"({path.stat().st_size} bytes)", file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":  # python -m pipelines.kws.ship WORK MODELS_DIR [--quick]
+    import argparse
+
+    ap = argparse.ArgumentParser(description="build the shipped kws models")
+    ap.add_argument("work")
+    ap.add_argument("models_dir")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    t0 = time.time()
+    out = ship(Path(a.work), Path(a.models_dir), a.quick)
+    print(json.dumps({"rows": out, "seconds": round(time.time() - t0, 1)}, indent=1))
