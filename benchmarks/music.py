@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
+from _machine import machine_info  # benchmarks/_machine.py, beside this script
 
-import torch  # noqa: E402
-from _machine import machine_info  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_tokenisers(files: list[Path], repeat: int = 1) -> dict:
@@ -89,7 +88,7 @@ def main(args) -> dict:
 
     files = corpus_files(args.data)[: args.files]
     if not files:
-        raise SystemExit(f"{args.data}: no MIDI files (python scripts/music.py corpus --out {args.data})")
+        raise SystemExit(f"{args.data}: no MIDI files (lstm-media music corpus --out {args.data})")
     print(f"tokenising {len(files)} files of {args.data}", file=sys.stderr)
     tok = bench_tokenisers(files, args.repeat)
     ours = tok["ours (event, beats)"]["files_per_s"]

@@ -67,7 +67,8 @@ class TrainConfig(DictConfig):
 
 
 # settings that change how a run is watched or where it runs, not what it learns: a resumed run may differ
-RUNTIME_KEYS = frozenset({"progress", "device", "num_workers", "log_every", "threads", "workers", "amp"})
+RUNTIME_KEYS = frozenset({"progress", "device", "num_workers", "log_every", "checkpoint_every", "threads", "workers",
+                          "amp"})
 
 
 class NonFiniteLoss(FloatingPointError):

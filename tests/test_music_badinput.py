@@ -1,13 +1,10 @@
 """Bad MIDI input: one-line errors naming the file, documented clean-ups, batch commands skip and count."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import pytest
-import torch
 
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.midi import read_midi
@@ -110,39 +107,30 @@ def test_batch_loading_skips_and_counts_bad_files(bad_files, capsys):
     assert s["n_files"] == 1 and s["skipped"] == len(bad_files)
 
 
-def test_cli_stats_skips_bad_files_and_errors_are_one_line(bad_files):
-    run = [sys.executable, str(ROOT / "scripts" / "music.py"), "--threads", "1"]
-    env = {"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
+def test_cli_stats_skips_bad_files_and_errors_are_one_line(bad_files, capsys):
+    from pipelines.music.cli import main
+
     folder = bad_files["corrupt"].parent
     (folder / "good.mid").write_bytes((DATA / "bwv269.mid").read_bytes())
-    r = subprocess.run(run + ["stats", str(folder), str(DATA), "--json"], capture_output=True, text=True, env=env,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    assert main(["stats", str(folder), str(DATA), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["stats"][str(folder)]["n_files"] == 1 and out["stats"][str(folder)]["skipped"] == len(bad_files)
     assert out["stats"][str(DATA)]["n_files"] == 5
     assert set(out["distance_to_first"][str(DATA)]) >= {"pitch_class_l1", "note_density_rel", "polyphony_abs"}
-    # a checkpoint that is not one: one line, exit 2
-    r = subprocess.run(run + ["eval", "--checkpoint", str(bad_files["text"]), "--data", str(DATA)],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(bad_files["text"]) in r.stderr
+    # a checkpoint that is not one: one line naming it, exit 1
+    assert main(["eval", "--checkpoint", str(bad_files["text"]), "--data", str(DATA)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(bad_files["text"]) in err[0]
 
 
-def test_primer_longer_than_request_or_empty(tmp_path, bad_files, capsys):
-    from pipelines.checkpoint import save_checkpoint
+def test_primer_longer_than_request_or_empty(music_run, tmp_path, bad_files, capsys):
+    from pipelines.cli_common import UserError
     from pipelines.music.inference import generate_files
-    from pipelines.registry import get_model
 
-    vocab = MidiVocab(CHORALE)
-    torch.manual_seed(0)
-    kwargs = {"vocab_size": vocab.size, "embed_size": 8, "hidden_size": 16, "num_layers": 1}
-    model = get_model("music-lstm", **kwargs)
-    ck = tmp_path / "m.pt"
-    save_checkpoint({"model": model.state_dict(), "extra": {"model_name": "music-lstm", "model_kwargs": kwargs,
-                                                           "data_kind": "tokens", "vocab": CHORALE.to_dict()}}, ck)
-    with pytest.raises(ValueError, match="primer is .* tokens, not shorter than the requested 50"):
+    ck = music_run / "best.pt"
+    with pytest.raises(UserError, match="primer is .* tokens, not shorter than the requested 50"):
         generate_files(ck, tmp_path / "a.mid", tokens=50, primer=DATA / "bwv269.mid")
-    with pytest.raises(ValueError, match="primer lasts 42.0 s"):
+    with pytest.raises(UserError, match="primer lasts 42.0 s"):
         generate_files(ck, tmp_path / "a.mid", seconds=10, primer=DATA / "bwv269.mid")
     res = generate_files(ck, tmp_path / "b.mid", tokens=40, primer=bad_files["empty"])  # empty: ignored, said so
     assert "primer has no notes" in capsys.readouterr().err and Path(res[0]["midi"]).is_file()

@@ -1,9 +1,6 @@
 """Music models: truncated BPTT carries the state exactly, carried-state generation == re-running the
-prefix, sampling filters, piano-roll NLL, and train → eval → generate end to end on real chorales."""
-import json
+prefix, sampling filters, piano-roll NLL and generation (the CLI end to end is in test_music_cli.py)."""
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -179,57 +176,23 @@ def test_pianoroll_nll_and_loss_agree_and_sampling_shapes():
     assert back.shape[0] == last and np.array_equal(back, out[0, :last].numpy())
 
 
-def test_train_eval_generate_end_to_end(tmp_path):
-    """A tiny run on the five test chorales through the CLI: checkpoint rebuilds, eval keys, valid MIDI."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for f in DATA.glob("*.mid"):
-        (corpus / f.name).write_bytes(f.read_bytes())
-    files = sorted(f.name for f in corpus.glob("*.mid"))
-    (corpus / "train.txt").write_text("\n".join(files[:4]) + "\n")
-    (corpus / "valid.txt").write_text(files[4] + "\n")
-    (corpus / "test.txt").write_text(files[4] + "\n")
-    run = [sys.executable, str(ROOT / "scripts" / "music.py"), "--threads", "1"]
-    env = {"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
-    r = subprocess.run(run + ["train", "--data", str(corpus), "--out", str(tmp_path / "run"), "--epochs", "3",
-                              "--hidden", "32", "--layers", "1", "--embed", "16", "--streams", "4", "--bptt", "32",
-                              "--json"], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    res = json.loads(r.stdout)
-    assert res["n_train"] == 4 and res["step"] > 0 and (tmp_path / "run" / "best.pt").is_file()
-    r = subprocess.run(run + ["eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(corpus),
-                              "--json"], capture_output=True, text=True, env=env, timeout=60)
-    ev = json.loads(r.stdout)
-    assert {"nll_per_token", "perplexity", "n_files", "n_tokens", "unigram_nll_per_token"} <= set(ev)
-    assert ev["n_files"] == 1 and ev["perplexity"] == pytest.approx(math.exp(ev["nll_per_token"]))
-    r = subprocess.run(run + ["generate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--out",
-                              str(tmp_path / "gen" / "song.mid"), "--num", "2", "--seconds", "8", "--top-k", "20",
-                              "--json"], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr[-2000:]
-    files = json.loads(r.stdout)["files"]
-    assert len(files) == 2
-    for f in files:
-        pm = pretty_midi.PrettyMIDI(f["midi"])
-        notes = [n for i in pm.instruments for n in i.notes]
-        assert notes and all(n.end > n.start and 21 <= n.pitch <= 108 for n in notes)
-        assert pm.get_end_time() <= 8.0 + 1e-6 and Path(f["png"]).stat().st_size > 1000
-
-
-def test_generate_files_from_a_pianoroll_checkpoint(tmp_path):
-    from pipelines.checkpoint import save_checkpoint
+def test_generate_files_from_a_pianoroll_bundle(music_corpus, tmp_path):
+    """A piano-roll model trained through the real path, its head bias raised to about two pitches per frame
+    and saved through the real bundle save; generation with a primer writes valid MIDI of the asked length."""
+    from pipelines import bundle
     from pipelines.music.inference import generate_files
 
-    torch.manual_seed(0)
-    kwargs = {"n_pitches": 88, "hidden_size": 16, "num_layers": 1}
-    model = get_model("music-pianoroll", **kwargs)
-    with torch.no_grad():
-        model.head.bias.fill_(-2.5)  # about two pitches per frame
-    ck = save_checkpoint({"model": model.state_dict(), "extra": {
-        "model_name": "music-pianoroll", "model_kwargs": kwargs, "data_kind": "pianoroll",
-        "vocab": CHORALE.to_dict(), "pianoroll": PianoRollConfig(vocab=CHORALE.to_dict()).to_dict()}}, tmp_path / "p.pt")
-    res = generate_files(ck, tmp_path / "g.mid", num=2, tokens=40, primer=DATA / "bwv286.mid")  # 24 frames
-    assert len(res) == 2
-    for r in res:
+    res = train(music_corpus, tmp_path / "run", MusicTrainConfig(
+        model="music-pianoroll", model_kwargs={"hidden_size": 16, "num_layers": 1}, epochs=1, batch_size=2,
+        progress=False, device="cpu"))
+    assert res["step"] == 2
+    b, _ = bundle.read(tmp_path / "run" / "best.pt", "music")
+    assert b["model"] == "music-pianoroll" and b["extras"]["data_kind"] == "pianoroll" and b["vocab"] is None
+    b["state_dict"]["head.bias"] = torch.full_like(b["state_dict"]["head.bias"], -2.5)
+    ck = bundle.save(b, tmp_path / "p.pt")
+    out = generate_files(ck, tmp_path / "g.mid", num=2, tokens=40, primer=DATA / "bwv286.mid")  # 24 frames
+    assert len(out) == 2
+    for r in out:
         pm = pretty_midi.PrettyMIDI(r["midi"])
         notes = [n for i in pm.instruments for n in i.notes]
         assert notes and all(n.end > n.start and 21 <= n.pitch <= 108 for n in notes)

@@ -215,3 +215,44 @@ def test_sigint_saves_last_and_resumes_exactly(tmp_path):
     b = load_checkpoint(tmp_path / "part" / "last.pt")["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+KILL_SCRIPT = r'''
+import sys, time
+from tests.test_trainer import make
+t = make(sys.argv[1], checkpoint_every=1)
+inner = t.loss_fn
+def slow(m, b):
+    time.sleep(0.05)
+    return inner(m, b)
+t.loss_fn = slow
+t.fit()
+'''
+
+
+def test_sigkill_at_random_moments_resumes_to_the_same_weights(tmp_path):
+    import random
+    import signal
+    import time
+
+    full = make(tmp_path / "full").fit()
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "killed"
+    rng = random.Random(0)
+    for _ in range(2):  # kill -9 twice, each at a random moment once training has begun
+        p = subprocess.Popen([sys.executable, str(script), str(out)], env=env)
+        deadline = time.time() + 120
+        while not (out / "last.pt").exists() and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert load_checkpoint(out / "last.pt")["trainer"]["step"] >= 1  # whole, readable
+    res = make(out).fit()
+    assert res["step"] == full["step"]
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
+    b = load_checkpoint(out / "last.pt")["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)

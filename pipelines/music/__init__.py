@@ -2,6 +2,6 @@
 comparison with the polyphonic-music literature.  Importing it registers ``music-lstm``, ``music-rnn``
 and ``music-pianoroll``."""
 from . import models  # noqa: F401 - registers the models
-from .models import MODEL_INPUTS, MusicLM, PianoRollLSTM
+from .models import DATA_KINDS, MusicLM, PianoRollLSTM
 
-__all__ = ["models", "MODEL_INPUTS", "MusicLM", "PianoRollLSTM"]
+__all__ = ["models", "DATA_KINDS", "MusicLM", "PianoRollLSTM"]

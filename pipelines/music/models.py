@@ -8,6 +8,43 @@ from torch import Tensor, nn
 import lstm
 from pipelines.registry import register_model
 
+# What each music model reads ("tokens" or "pianoroll"), recorded when it registers (not a second table):
+# ``train`` picks the data pipeline from it; bundles carry it in ``extras["data_kind"]``.
+DATA_KINDS: dict[str, str] = {}
+_BUILDERS: dict[str, object] = {}
+
+
+def music_model(name: str, data_kind: str):
+    """``register_model(name)`` that also records what the model reads."""
+
+    def wrap(fn):
+        register_model(name)(fn)
+        DATA_KINDS[name] = fn.data_kind = data_kind
+        _BUILDERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def model_config(name: str, **kwargs) -> dict:
+    """The complete keyword arguments of music model ``name``: its builder's defaults with ``kwargs`` over
+    them (what a bundle stores as ``model_config``, so that later default changes cannot alter it).
+    Raises ValueError for an unknown model or argument."""
+    import inspect
+
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown music model {name!r}; known: {', '.join(sorted(_BUILDERS))}")
+    params = inspect.signature(_BUILDERS[name]).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"{name} has no setting {', '.join(unknown)} (it takes {', '.join(params)})")
+    out = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    out.update(kwargs)
+    missing = [k for k in params if k not in out]
+    if missing:
+        raise ValueError(f"{name} needs {', '.join(missing)}")
+    return out
+
 
 class MusicLM(nn.Module):
     """Token embedding → stacked recurrent layers (``lstm.LSTM`` or tanh ``lstm.RNN``) → logits.
@@ -21,8 +58,6 @@ class MusicLM(nn.Module):
         cell: "lstm" or "rnn".
         backend: ``lstm.LSTM`` backend ("auto" or "reference").
     """
-
-    data_kind = "tokens"
 
     def __init__(self, vocab_size: int, embed_size: int = 128, hidden_size: int = 384, num_layers: int = 2,
                  dropout: float = 0.2, cell: str = "lstm", backend: str = "auto"):
@@ -46,28 +81,26 @@ class MusicLM(nn.Module):
         return self.rnn.zero_state(batch_size, device=device)
 
 
-@register_model("music-lstm")
+@music_model("music-lstm", "tokens")
 def music_lstm(vocab_size: int, embed_size: int = 128, hidden_size: int = 384, num_layers: int = 2,
                dropout: float = 0.2, backend: str = "auto") -> MusicLM:
     return MusicLM(vocab_size, embed_size, hidden_size, num_layers, dropout, "lstm", backend)
 
 
-@register_model("music-rnn")
+@music_model("music-rnn", "tokens")
 def music_rnn(vocab_size: int, embed_size: int = 128, hidden_size: int = 768, num_layers: int = 2,
               dropout: float = 0.2, backend: str = "auto") -> MusicLM:
     """tanh-RNN baseline: hidden 2× the LSTM's by default, so that both have about as many parameters."""
     return MusicLM(vocab_size, embed_size, hidden_size, num_layers, dropout, "rnn", backend)
 
 
-@register_model("music-pianoroll")
+@music_model("music-pianoroll", "pianoroll")
 class PianoRollLSTM(nn.Module):
     """Multi-hot frames (B, T, P) → LSTM → P independent Bernoulli logits for the NEXT frame.
 
     ``forward`` returns the logits for frames 1..T given frames 0..T-1 when called on the shifted input
     (see :func:`pianoroll_inputs`); NLL per frame = sum over the P pitches of the binary cross-entropy.
     """
-
-    data_kind = "pianoroll"
 
     def __init__(self, n_pitches: int = 88, hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.3,
                  backend: str = "auto"):
@@ -89,12 +122,9 @@ def pianoroll_inputs(rolls: Tensor) -> Tensor:
     return torch.cat([torch.zeros_like(rolls[:, :1]), rolls[:, :-1]], dim=1)
 
 
-# What each registered music model reads: event tokens or piano-roll frames (decides the data pipeline).
-MODEL_INPUTS = {"music-lstm": "tokens", "music-rnn": "tokens", "music-pianoroll": "pianoroll"}
-
-
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MusicLM", "PianoRollLSTM", "music_lstm", "music_rnn", "pianoroll_inputs", "n_params", "MODEL_INPUTS"]
+__all__ = ["MusicLM", "PianoRollLSTM", "music_lstm", "music_rnn", "pianoroll_inputs", "n_params", "DATA_KINDS",
+           "music_model", "model_config"]
