@@ -29,13 +29,36 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def card_row(name: str, models_dir: Path) -> dict:
+    """A model-card row from a shipped bundle: the row its ship run recorded (``extras["card"]``), with
+    the held-out figures and the size read from the bundle itself."""
+    from . import bundle
+
+    b, path = bundle.read(models_dir / f"{name}.pt")
+    card = dict(b["extras"].get("card") or {})
+    return {"name": name, "kind": b["kind"], "data": card.get("data", ""), "recipe": card.get("recipe", ""),
+            "held_out": b["metrics"].get("held_out", {}), "train_seconds": card.get("train_seconds"),
+            "size_bytes": path.stat().st_size}
+
+
+def record_card(row: dict, models_dir: Path) -> None:
+    """Store a ship run's row in its bundle, so the model card can be rebuilt from the bundles alone."""
+    from . import bundle
+
+    path = models_dir / f"{row['name']}.pt"
+    b, _ = bundle.read(path)
+    b["extras"]["card"] = {k: row[k] for k in ("data", "recipe", "train_seconds") if k in row}
+    bundle.save(b, path)
+
+
 def card_table(rows: list[dict]) -> str:
     lines = ["| model | kind | data | recipe | held-out figures | training time | size |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         figures = "; ".join(f"{k} {_fmt(v)}" for k, v in r["held_out"].items())
-        lines.append(f"| `{r['name']}` | {r['kind']} | {r['data']} | {r['recipe']} | {figures} | "
-                     f"{r['train_seconds'] / 60:.1f} min | {r['size_bytes'] / 1e6:.2f} MB |")
+        took = "—" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f} min"
+        lines.append(f"| `{r['name']}` | {r['kind']} | {r['data']} | `{r['recipe']}` | {figures} | "
+                     f"{took} | {r['size_bytes'] / 1e6:.2f} MB |")
     return "\n".join(lines)
 
 
@@ -64,6 +87,8 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", default=str(Path(__file__).resolve().parent / "models"))
     p.add_argument("--readme", default="README.md", help="README whose model-card table is rewritten")
     p.add_argument("--results", default="benchmarks/results/models.json")
+    p.add_argument("--card-only", action="store_true",
+                   help="retrain nothing: rebuild the model card from the shipped bundles")
     add_debug(p)
     p.set_defaults(func=run)
 
@@ -73,16 +98,11 @@ def run(args) -> int:
     models_dir = Path(args.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     results = Path(args.results)
-    old = json.loads(results.read_text()) if results.is_file() else {}
-    by_name = {r["name"]: r for r in old.get("models", [])}
-    for job in args.jobs:
+    for job in ([] if args.card_only else args.jobs):
         log(f"== {job}: training the shipped model(s) from scratch")
-        t = time.time()
-        rows = importlib.import_module(f"pipelines.{job}.ship").ship(Path(args.work) / job, models_dir)
-        for r in rows:
-            r["job_seconds"] = round(time.time() - t, 1)
-            by_name[r["name"]] = r
-    rows = [by_name[n] for n in sorted(by_name)]
+        for r in importlib.import_module(f"pipelines.{job}.ship").ship(Path(args.work) / job, models_dir):
+            record_card(r, models_dir)
+    rows = [card_row(n, models_dir) for n in sorted(p.stem for p in models_dir.glob("*.pt"))]
     check_sizes(rows)
     machine = {"cores": os.cpu_count(), "python": platform.python_version(),
                "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
@@ -92,9 +112,9 @@ def run(args) -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(results, json.dumps({"models": rows, "machine": machine,
                                            "total_bytes": sum(r["size_bytes"] for r in rows)}, indent=1))
-    note = (f"Written by `make models` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()}-core CPU); "
-            "held-out figures are on data the model never saw in training; "
-            "full rows in `benchmarks/results/models.json`.")
+    note = (f"Model card written by `make models` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()}-core CPU, "
+            "shared with other jobs while the models trained). Held-out figures are on data the model never saw "
+            "in training (which data: `lstm-media info NAME`); rows also in `benchmarks/results/models.json`.")
     if Path(args.readme).is_file():
         update_readme(Path(args.readme), card_table(rows), note)
     log(f"shipped {len(rows)} models ({sum(r['size_bytes'] for r in rows) / 1e6:.2f} MB) in "
