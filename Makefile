@@ -28,9 +28,14 @@ demo: setup
 
 demo-long-memory: setup
 	$(PY) scripts/long_memory.py --T 100 --out runs/long_memory
+	$(PY) -m pipelines.cli explain --task adding --checkpoint runs/long_memory/lstm/best.pt \
+		--out runs/explain/gates-adding.png --overwrite
+	$(PY) scripts/long_memory.py --task cloze --out runs/cloze
 
 demo-kws: setup
 	$(PY) scripts/kws.py demo --out runs/demo-kws
+	$(PY) -m pipelines.cli explain --task kws --checkpoint runs/demo-kws/run/best.pt \
+		--input "$$(ls runs/demo-kws/data/yes/*.wav | sort | head -n 1)" --out runs/explain/gates-kws.png --overwrite
 
 demo-video: setup
 	$(PY) scripts/video.py demo --out runs/demo-video

@@ -55,3 +55,29 @@ def test_explain_command_writes_the_png_and_never_overwrites(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "--overwrite" in r.stderr
     assert out.read_bytes() == before
+
+
+@pytest.mark.skipif(bundle.shipped_path("kws") is None, reason="no shipped kws model")
+def test_explain_kws_draws_the_spotter_gates(tmp_path):
+    import wave
+
+    import numpy as np
+
+    clip = tmp_path / "tone.wav"
+    t = np.arange(16000) / 16000
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((0.3 * np.sin(2 * np.pi * 300 * t) * 32767 * (t > 0.3) * (t < 0.7)).astype(np.int16).tobytes())
+    out = tmp_path / "k.png"
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "explain", "--task", "kws", "--input", str(clip),
+                        "--out", str(out), "--json", "--top", "8"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    labels = bundle.read("kws")[0]["labels"]
+    assert res["label"] in labels and res["steps"] > 20 and len(res["top_units"]) == 8
+    assert out.stat().st_size > 20000
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "explain", "--task", "kws", "--out", str(tmp_path / "x.png")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "--input" in r.stderr
