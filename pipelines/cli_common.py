@@ -149,23 +149,10 @@ def check_output(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: 
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a text output through a temp file in the same folder and a rename."""
-    import tempfile
+    """Write a text output atomically (temp file in the same folder, then a rename)."""
+    from encoders.io import atomic_write_text
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        from encoders.io import _umask_mode
-
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 # --- the error contract ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -42,18 +43,18 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` through a temp file in the same folder and an atomic rename: a crash or a full
-    disk never leaves a half-written checkpoint or cache behind."""
-    import torch
-
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temp path in ``path``'s folder (same suffix, so writers that pick a format by suffix
+    work); on success it is renamed over ``path`` in one step, on failure removed.  A crash or a full
+    disk never leaves a half-written output, and an old file stays whole until the new one is."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
@@ -61,7 +62,22 @@ def atomic_save(obj, path: str | Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
 
 
-__all__ = ["DecodeError", "SkipCounter", "atomic_save", "_umask_mode"]
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` through :func:`atomic_path`."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+__all__ = ["DecodeError", "SkipCounter", "atomic_path", "atomic_save", "atomic_write_text"]
