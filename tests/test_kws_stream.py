@@ -1,4 +1,6 @@
 """Model and streaming: streamed == whole-clip logits, detection logic, registry/checkpoint round trip."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,8 @@ import torch
 from pipelines.kws.data import make_labels
 from pipelines import bundle
 from pipelines.kws.model import KWSLSTM
-from pipelines.kws.stream import DetectConfig, StreamingDetector, detect, score_detections, stream_logits
+from pipelines.kws.stream import (DetectConfig, StreamingDetector, TorchEngine, detect, score_detections, stream_logits,
+                                  stream_posteriors)
 from pipelines.registry import get_model
 
 
@@ -82,9 +85,9 @@ class Scripted(StreamingDetector):
         super().__init__(*a, **k)
         self.script = list(script)
 
-    def step_logits(self, samples):
+    def step_posteriors(self, samples):
         out, self.script = self.script[:3], self.script[3:]
-        return torch.stack(out) if out else torch.zeros(0, len(self.labels))
+        return torch.stack(out).softmax(-1).numpy() if out else np.zeros((0, len(self.labels)))
 
 
 def test_threshold_suppression_and_rearming():
@@ -107,8 +110,27 @@ def test_block_size_does_not_change_detections():
         m.head.bias.add_(torch.tensor([0.0, 0.0, 2.0, 0.0, 0.0]))
     w = (wave(4, 48000) * torch.linspace(0, 3, 48000)).numpy()
     a = detect(m, labels, w, DetectConfig(block_ms=10, threshold=0.3))["detections"]
-    b = detect(m, labels, w, DetectConfig(block_ms=330, threshold=0.3))["detections"]
-    assert len(a) > 0 and [x[:2] for x in a] == [x[:2] for x in b]
+    for block in (20, 330, 500):
+        b = detect(m, labels, w, DetectConfig(block_ms=block, threshold=0.3))["detections"]
+        assert len(a) > 0 and [x[:2] for x in a] == [x[:2] for x in b]
+        assert np.allclose([x[2] for x in a], [x[2] for x in b], atol=2e-4)
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "pipelines" / "models" / "kws.pt").is_file(),
+                    reason="shipped kws model not built (make models)")
+def test_10ms_and_500ms_blocks_give_the_same_detections_of_real_speech(kws_stream_recording):
+    from encoders.io.audio import load_audio
+
+    m, b = bundle.load("kws", "kws")
+    w = load_audio(kws_stream_recording, sr=16000)
+    ten = detect(m, b["labels"], w, DetectConfig(block_ms=10))
+    five = detect(m, b["labels"], w, DetectConfig(block_ms=500))
+    assert len(ten["detections"]) >= 3
+    assert [x[:2] for x in ten["detections"]] == [x[:2] for x in five["detections"]]
+    assert np.allclose([x[2] for x in ten["detections"]], [x[2] for x in five["detections"]], atol=2e-4)
+    # the streamed posteriors themselves agree whatever the block
+    np.testing.assert_allclose(stream_posteriors(TorchEngine(m), w, 160), stream_posteriors(TorchEngine(m), w, 8000),
+                               atol=1e-5)
 
 
 def test_score_detections():
@@ -131,3 +153,15 @@ def test_bundle_round_trip_keeps_weights_and_normalisation(tmp_path):
     torch.testing.assert_close(m2(w), m(w), atol=2e-2, rtol=2e-2)  # fp16 storage
     # the normalisation statistics travel as buffers of the state_dict
     torch.testing.assert_close(m2.feat_mean, m.feat_mean, atol=1e-2, rtol=1e-3)
+
+
+def test_torch_step_path_equals_the_cpu_fast_path():
+    """The step path used on a GPU (torch.lstm_cell) and the CPU one (NumPy products) give the same logits."""
+    m, w = model(7), wave(3, 12000)
+    fast = TorchEngine(m)
+    slow = TorchEngine(m)
+    slow.fast = None  # what a CUDA model runs
+    a = torch.cat([fast.push(w[s: s + 700]) for s in range(0, len(w), 700)])
+    b = torch.cat([slow.push(w[s: s + 700]) for s in range(0, len(w), 700)])
+    assert a.shape == b.shape == ((12000 - 352) // 480, 5)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
