@@ -78,3 +78,28 @@ def test_installed_kws_predicts_with_the_shipped_model(installed):
     pred = json.loads(r.stdout)["predictions"][0]
     assert pred["file"].endswith("clip.wav") and 0.0 <= pred["score"] <= 1.0
     assert pred["label"] in json.loads(lstm_media(installed, "info", "kws", "--json").stdout)["labels"]
+
+
+@pytest.mark.skipif(not {"video-classify.pt", "video-caption.pt", "music.pt"} <= {p.name for p in MODELS.glob("*.pt")},
+                    reason="shipped video/music models absent")
+def test_installed_video_and_music_work_without_a_checkpoint(installed):
+    import cv2
+
+    clip = installed["cwd"] / "clip.mp4"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for k in range(20):
+        img = np.full((64, 64, 3), 30, np.uint8)
+        cv2.rectangle(img, (5 + 2 * k, 24), (17 + 2 * k, 36), (0, 200, 0), -1)
+        w.write(img)
+    w.release()
+    r = lstm_media(installed, "video", "label", "clip.mp4", "--out", "labels.csv")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "clip.mp4" in (installed["cwd"] / "labels.csv").read_text()
+    r = lstm_media(installed, "video", "caption", "clip.mp4")
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr[-2000:]
+    r = lstm_media(installed, "music", "generate", "--out", "song.mid", "--seconds", "10")
+    assert r.returncode == 0, r.stderr[-2000:]
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(installed["cwd"] / "song.mid"))
+    assert pm.instruments and 5 < pm.get_end_time() <= 12
