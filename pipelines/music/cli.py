@@ -5,6 +5,8 @@
   lstm-media music train --data data/chorales --out runs/music-lstm [--model lstm|rnn|pianoroll] [--fresh]
   lstm-media music eval --data data/chorales --split test --json [--checkpoint runs/music-lstm/best.pt]
   lstm-media music generate --checkpoint runs/music-lstm/best.pt --out gen/ --num 4 --seconds 30
+  lstm-media music generate --out song.mid --primer-pitches 60 64 67 --tempo 90 --program 19 --audio flac
+  lstm-media music render song.mid song.wav                        # FluidSynth + a General MIDI SoundFont
   lstm-media music stats data/chorales runs/gen --json
   lstm-media music demo --out runs/demo-music
 """
@@ -18,13 +20,15 @@ from pathlib import Path
 
 from ..cli_common import (UserError, add_command, add_runtime, apply_runtime, bounded_float, bounded_int, log,
                           main_for, nonneg_int, positive_float, positive_int, probability, write_text_atomic)
-from .inference import MAX_SECONDS, MAX_TOKENS
+from encoders.io.midi import MAX_BPM, MIN_BPM
+
+from .inference import DEFAULT_TEMPERATURE, MAX_SECONDS, MAX_TOKENS
 
 MODELS = ("lstm", "rnn", "pianoroll")  # registry names music-<model>
 
 
 def build_parser(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="verb", required=True, metavar="{corpus,train,eval,generate,stats,demo}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="{corpus,train,eval,generate,render,stats,demo}")
 
     c = add_command(sub, "corpus", cmd_corpus, "write the music21 Bach chorales (and folk tunes) as .mid + split lists")
     c.add_argument("--out", required=True, help="corpus folder (existing .mid files are kept)")
@@ -73,10 +77,21 @@ def build_parser(p: argparse.ArgumentParser) -> None:
                         help=f"length per piece, primer included (default 30, at most {MAX_SECONDS:g})")
     length.add_argument("--tokens", type=bounded_int(1, MAX_TOKENS), default=None,
                         help="event tokens (piano roll: frames), primer included")
-    g.add_argument("--temperature", type=positive_float, default=1.0)
+    g.add_argument("--temperature", type=positive_float, default=DEFAULT_TEMPERATURE,
+                   help=f"sampling temperature (default {DEFAULT_TEMPERATURE:g}: closer to the corpus' four voices than 1.0)")
     g.add_argument("--top-k", type=nonneg_int, default=0, help="keep the k likeliest tokens (0: all)")
     g.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling, in (0, 1]")
-    g.add_argument("--primer", default=None, help="a MIDI file to continue")
+    prim = g.add_mutually_exclusive_group()
+    prim.add_argument("--primer", default=None, help="a MIDI file to continue")
+    prim.add_argument("--primer-pitches", type=bounded_int(0, 127), nargs="+", default=None, metavar="PITCH",
+                      help="a chord to continue, sounded for one quarter note, e.g. 60 64 67 (C major)")
+    g.add_argument("--tempo", type=bounded_float(MAX_BPM, MIN_BPM, lo_open=False), default=None, metavar="BPM",
+                   help="tempo of the output (default the model's, 120 bpm); --seconds counts at it")
+    g.add_argument("--program", type=bounded_int(0, 127), default=None, metavar="N",
+                   help="General MIDI instrument of the output, 0..127 (default 0, piano; 19 church organ)")
+    g.add_argument("--audio", choices=("wav", "flac"), default=None,
+                   help="also render each piece to audio beside its .mid (see the render verb)")
+    _render_flags(g)
     g.add_argument("--seed", type=nonneg_int, default=0)
     g.add_argument("--max-note-steps", type=positive_int, default=None,
                    help="longest note written, in grid steps (default: the training data's longest)")
@@ -84,16 +99,34 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true")
     add_runtime(g)
 
+    r = add_command(sub, "render", cmd_render, "MIDI -> WAV or FLAC (FluidSynth + General MIDI SoundFont)")
+    r.add_argument("midi", help="a MIDI file")
+    r.add_argument("out", help="the audio file: .wav or .flac (format by suffix)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    r.add_argument("--json", action="store_true")
+    _render_flags(r)
+
     s = add_command(sub, "stats", cmd_stats, "pitch classes, note density, polyphony, pitch range of files/folders")
     s.add_argument("paths", nargs="+", help="each argument (a file or folder) is one set; distances to the first")
     s.add_argument("--json", action="store_true")
 
-    d = add_command(sub, "demo", cmd_demo, "corpus subset -> brief training -> eval -> generate MIDI + PNGs -> stats")
+    d = add_command(sub, "demo", cmd_demo,
+                    "corpus subset -> brief training -> eval -> generate MIDI + PNGs + WAVs -> stats")
     d.add_argument("--out", default="runs/demo-music", help="demo folder (its own outputs are rewritten)")
     d.add_argument("--limit", type=positive_int, default=120, help="chorales in the demo corpus (music21's first N)")
     d.add_argument("--epochs", type=positive_int, default=10)
     d.add_argument("--json", action="store_true")
     add_runtime(d)
+
+
+def _render_flags(p) -> None:
+    from .render import ENGINES
+
+    p.add_argument("--sample-rate", type=bounded_int(8000, 192000), default=44100, help="Hz (default 44100)")
+    p.add_argument("--soundfont", default=None,
+                   help="a .sf2 file (default: Debian's /usr/share/sounds/sf2 GM SoundFont, else pretty_midi's TimGM6mb)")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="auto: FluidSynth when installed, else pretty_midi's sine synthesiser with a warning")
 
 
 def _emit(args, obj: dict, text: str) -> None:
@@ -167,9 +200,22 @@ def cmd_generate(args) -> int:
     device = apply_runtime(args)
     res = generate_files(args.checkpoint, args.out, args.num, args.seconds, args.tokens, args.temperature,
                          args.top_k, args.top_p, args.primer, args.seed, device=device,
-                         max_note_steps=args.max_note_steps, overwrite=args.overwrite)
-    lines = [f"{r['midi']} ({r['n_notes']} notes, {r['seconds']} s), piano roll {r['png']}" for r in res]
+                         max_note_steps=args.max_note_steps, overwrite=args.overwrite,
+                         primer_pitches=args.primer_pitches, tempo=args.tempo, program=args.program, audio=args.audio,
+                         sample_rate=args.sample_rate, soundfont=args.soundfont, engine=args.engine)
+    lines = [f"{r['midi']} ({r['n_notes']} notes, {r['seconds']} s), piano roll {r['png']}"
+             + (f", audio {r['audio']} ({r['engine']})" if "audio" in r else "") for r in res]
     _emit(args, {"files": res}, "\n".join(lines))
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .render import render_file
+
+    res = render_file(args.midi, args.out, args.sample_rate, args.engine, args.soundfont, args.overwrite)
+    sf2 = f" with {res['soundfont']}" if res["soundfont"] else ""
+    _emit(args, res, f"{res['audio']}: {res['seconds']:.1f} s of audio ({res['engine']}{sf2}) in "
+                     f"{res['compute_seconds']:.2f} s ({res['speed']:.0f} s of audio per second)")
     return 0
 
 
@@ -218,9 +264,9 @@ def cmd_demo(args) -> int:
     ck = out / "lstm" / "best.pt"
     log("[3/4] test-split NLL")
     ev = evaluate_checkpoint(ck, corpus, "test", progress=False, device=device)
-    log("[4/4] generating 4 pieces of 20 s (temperature 0.8)")
+    log("[4/4] generating 4 pieces of 20 s (temperature 0.8), with audio")
     gen = generate_files(ck, out / "generated" / "demo.mid", num=4, seconds=20, temperature=0.8, seed=0,
-                         device=device, overwrite=True)
+                         device=device, overwrite=True, audio="wav")
     test_stats = stats_of_paths(corpus_files(corpus, "test"), progress=False)
     gen_stats = stats_of_paths([g["midi"] for g in gen], progress=False)
     res = {"corpus": str(corpus), "splits": c["splits"], "train_steps": tr["step"], "train_seconds": tr["seconds"],
@@ -231,7 +277,7 @@ def cmd_demo(args) -> int:
             f"  corpus: {corpus} {c['splits']}",
             f"  model: {ck} (loss curve {out / 'lstm' / 'loss.png'})",
             f"  test NLL per token {ev['nll_per_token']:.3f} (unigram {ev['unigram_nll_per_token']:.3f})",
-            "  generated:"] + [f"    {g['midi']}  {g['png']}" for g in gen] + [
+            "  generated:"] + [f"    {g['midi']}  {g['png']}  {g['audio']}" for g in gen] + [
             "  stats distance test -> generated: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in res["stats_distance_test_to_generated"].items()),
             f"  summary: {out / 'demo.json'}"]

