@@ -4,8 +4,13 @@
    second, next to opencv decoding alone and ffmpeg's own decode rate of the same files
    (``ffmpeg -i f -f null -``, one process per file, like the pipeline's one open per clip).
 2. Models: training and inference clips per second of every registered video model on CPU.
+3. ``--only frozen``: frozen-feature training (``train --freeze-encoder``) with ResNet-18 at 112 px
+   (randomly initialised; speed does not depend on the weights): building the feature cache (clips/s),
+   training the LSTM on cached features vs end to end through the CNN (training clips/s), and the
+   ratios, written to ``results/video-frozen-cpu.json``.
 
     python benchmarks/video.py [--clips 48] [--threads 1] [--out benchmarks/results/video-cpu.json]
+    python benchmarks/video.py --only frozen [--threads 1]
 """
 from __future__ import annotations
 
@@ -91,8 +96,66 @@ def bench_models(fe, batch: int = 16, steps: int = 10) -> dict:
     return out
 
 
+def bench_frozen(encoder: str = "resnet18", size: int = 112, T: int = 8, batch: int = 8, clips: int = 24,
+                 e2e_steps: int = 2, cached_steps: int = 50) -> dict:
+    """Feature-cache build rate, and training clips/s on cached features vs end to end, side by side."""
+    from encoders.video import IMAGENET_MEAN, IMAGENET_STD, VideoFrontEndConfig, encode_frames, uint8_to_input
+    from pipelines.registry import get_model
+    from pipelines.video import models  # noqa: F401
+
+    fe = VideoFrontEndConfig(num_frames=T, size=(size, size), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    torch.manual_seed(0)
+    u8 = torch.randint(0, 256, (clips, T, size, size, 3), dtype=torch.uint8)
+    y = torch.randint(0, 6, (clips,))
+
+    frozen = get_model("video-cnn-lstm", num_classes=6, frame_encoder=encoder, freeze_encoder=True)
+    encode_frames(frozen._encoder(), u8[:2], prepare=lambda x: uint8_to_input(x, fe))  # warm-up
+    t = time.perf_counter()
+    feats = encode_frames(frozen._encoder(), u8, batch_size=batch, prepare=lambda x: uint8_to_input(x, fe))
+    build_s = time.perf_counter() - t
+
+    def train_rate(model, inputs, steps: int) -> float:
+        opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-3)
+        model.train()
+        t = 0.0
+        for i in range(steps + 1):  # the first step warms up
+            j = (i * batch) % len(inputs)
+            x = inputs[j:j + batch]
+            x = uint8_to_input(x, fe) if x.dtype == torch.uint8 else x
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(model(x), y[j:j + batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i:
+                t += time.perf_counter() - t0
+        return batch * steps / t
+
+    cached = train_rate(frozen, feats, cached_steps)
+    on_the_fly = train_rate(frozen, u8, e2e_steps)  # frozen encoder run every step (no cache)
+    e2e = train_rate(get_model("video-cnn-lstm", num_classes=6, frame_encoder=encoder), u8, e2e_steps)
+    out = {"encoder": encoder, "input_size": size, "frames_per_clip": T, "batch_size": batch,
+           "feature_size": int(feats.shape[-1]),
+           "cache_build_clips_per_s": clips / build_s, "cache_build_frames_per_s": clips * T / build_s,
+           "train_cached_clips_per_s": cached, "train_frozen_no_cache_clips_per_s": on_the_fly,
+           "train_end_to_end_clips_per_s": e2e,
+           "ratio_cached_vs_end_to_end": cached / e2e, "ratio_cached_vs_frozen_no_cache": cached / on_the_fly,
+           "ratio_cache_build_vs_end_to_end_training": (clips / build_s) / e2e}
+    print(f"{encoder} {size}px: cache build {out['cache_build_clips_per_s']:.2f} clips/s; training on cached "
+          f"features {cached:.0f} clips/s vs end to end {e2e:.2f} clips/s ({out['ratio_cached_vs_end_to_end']:.0f}x), "
+          f"frozen without cache {on_the_fly:.2f} clips/s", file=sys.stderr)
+    return out
+
+
 def main(args) -> dict:
     torch.set_num_threads(args.threads)
+    if args.only == "frozen":
+        res = {"machine": machine_info(args.threads, note=args.note), "frozen": bench_frozen()}
+        out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / "video-frozen-cpu.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
+        print(json.dumps(res))
+        return res
     from encoders.io.video import write_video
     from encoders.video import VideoFrontEndConfig
     from pipelines.video.synth import ACTIONS, random_spec, render
@@ -133,8 +196,9 @@ def main(args) -> dict:
     for k, v in res["models"].items():
         print(f"{k:>15}: train {v['train_clips_per_s']:6.1f} clips/s, inference {v['infer_clips_per_s']:6.1f} clips/s",
               file=sys.stderr)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2))
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / "video-cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res))
     return res
 
@@ -144,7 +208,10 @@ def get_args_parser():
     ap.add_argument("--clips", type=int, default=48, help="clips rendered (split over 4 codecs)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note", default=None, help="machine note (default: judged from the load average)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "video-cpu.json"))
+    ap.add_argument("--only", choices=["all", "frozen"], default="all",
+                    help="frozen: only the frozen-feature section (its own results file)")
+    ap.add_argument("--out", default=None,
+                    help="default results/video-cpu.json (frozen: results/video-frozen-cpu.json)")
     return ap
 
 

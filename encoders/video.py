@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from .io import atomic_save
-from .io.video import read_video
 from .config import DictConfig
 
 SAMPLING_MODES = ("uniform", "stride")
@@ -92,13 +91,94 @@ def uint8_to_input(frames: Tensor, cfg: VideoFrontEndConfig) -> Tensor:
     return normalize(x, cfg)
 
 
-def sample_clip(path: str | Path, cfg: VideoFrontEndConfig) -> np.ndarray:
-    """Decode ``path`` once, resized while decoding, and keep T sampled frames: uint8 (T, H, W, 3).
+# Frames kept while streaming one clip before thinning: bounded memory for files of any length.
+STREAM_KEEP = 512
+
+
+def sample_times(times: np.ndarray, num_frames: int) -> np.ndarray:
+    """"uniform" sampling by presentation time: indices into ``times`` (increasing seconds).
+
+    A constant frame rate (every frame step within 10 % of the median; decoders round timestamps)
+    gives exactly :func:`sample_indices`.  A variable frame rate takes, for each of T equal spans of
+    the clip's duration, the last frame shown at the span's centre, so the samples stay evenly
+    spread in time where index sampling would crowd them into the part with more frames per second.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    n = len(times)
+    if n < 3:
+        return sample_indices(max(n, 1), num_frames)
+    steps = np.diff(times)
+    dt = float(np.median(steps))
+    if dt > 0 and np.all(np.abs(steps - dt) <= 0.1 * dt):
+        return sample_indices(n, num_frames)
+    duration = times[-1] - times[0] + (steps[-1] if steps[-1] > 0 else dt)
+    target = times[0] + (np.arange(num_frames) + 0.5) * duration / num_frames
+    idx = np.searchsorted(times, target, side="right") - 1
+    return np.clip(idx, 0, n - 1).astype(np.int64)
+
+
+class StreamSampler:
+    """Keeps a bounded, evenly thinned subset of a stream of frames, to sample T of them at the end.
+
+    Every frame is kept until ``budget`` are held; then every other one is dropped and from there
+    on only every 2nd (then 4th, ...) frame is kept.  :meth:`sample` computes the sampled positions
+    from the real frame count ("stride") or the real timestamps ("uniform", :func:`sample_times`:
+    variable frame rates sample evenly in time) and serves each by the nearest kept frame at or
+    before it: a stream of up to ``budget`` frames is sampled exactly, a longer one less than one
+    keep-step early (``budget`` >> T, so the spread over the clip is unchanged).
+    """
+
+    def __init__(self, budget: int = STREAM_KEEP):
+        self.budget = budget
+        self.kept: list[np.ndarray] = []
+        self.kept_idx: list[int] = []
+        self.times: list[float] = []  # 8 bytes a frame: even a day of video is small
+        self.step = 1
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, t: float, frame: np.ndarray) -> None:
+        n = len(self.times)
+        self.times.append(float(t))
+        if n % self.step == 0:
+            self.kept.append(frame)
+            self.kept_idx.append(n)
+            if len(self.kept) > self.budget:
+                self.kept, self.kept_idx = self.kept[::2], self.kept_idx[::2]
+                self.step *= 2
+
+    def sample(self, cfg: VideoFrontEndConfig) -> np.ndarray:
+        """T frames (T, H, W, 3) as ``cfg`` samples them."""
+        n = len(self.times)
+        if n == 0:
+            raise ValueError("a clip needs at least one frame")
+        if cfg.sampling == "uniform":
+            want = sample_times(np.asarray(self.times), cfg.num_frames)
+        else:
+            want = sample_indices(n, cfg.num_frames, cfg.sampling, cfg.stride)
+        pos = np.searchsorted(np.asarray(self.kept_idx), want, side="right") - 1
+        return np.stack([self.kept[int(max(p, 0))] for p in pos])
+
+
+def sample_stream(frames, cfg: VideoFrontEndConfig, budget: int = STREAM_KEEP) -> np.ndarray:
+    """T sampled frames from an iterator of ``(timestamp seconds, frame)``, holding at most ``budget``
+    frames at a time (see :class:`StreamSampler`)."""
+    s = StreamSampler(budget)
+    for t, f in frames:
+        s.add(t, f)
+    return s.sample(cfg)
+
+
+def sample_clip(path: str | Path, cfg: VideoFrontEndConfig, budget: int = STREAM_KEEP) -> np.ndarray:
+    """Decode ``path`` once, streaming and resized while decoding, and keep T sampled frames: uint8
+    (T, H, W, 3).  Memory stays bounded for a file of any length (see :func:`sample_stream`).
 
     Raises :class:`encoders.io.DecodeError` (one line naming the file) when it cannot be decoded.
     """
-    frames, _ = read_video(path, size=tuple(cfg.size))
-    return frames[sample_indices(len(frames), cfg.num_frames, cfg.sampling, cfg.stride)]
+    from .io.video import iter_frames
+
+    return sample_stream(iter_frames(path, size=tuple(cfg.size)), cfg, budget)
 
 
 def sample_frames(frames: np.ndarray, cfg: VideoFrontEndConfig) -> np.ndarray:
@@ -187,61 +267,186 @@ class FrameCNN(nn.Module):
         return self.head(torch.cat(z, dim=1))
 
 
-def build_torchvision_encoder(name: str, weights_path: str | Path | None = None) -> tuple[nn.Module, int]:
-    """A torchvision backbone (e.g. "resnet18") as a frame encoder, its classifier removed.
+SMALL_CNN = "small-cnn"
+# what torchvision's classification weights were trained on (their own preprocessing)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-    Weights only come from a local file (``weights_path``): nothing is downloaded.  Returns
-    ``(module mapping (N, 3, H, W) -> (N, F), F)``.  Needs the optional ``torchvision`` package.
+
+def torchvision_classifiers() -> list[str]:
+    """Names of every ``torchvision.models`` image classifier (resnet18, mobilenet_v3_small, ...)."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def frame_encoder_names() -> list[str]:
+    """What ``--frame-encoder`` accepts: "small-cnn" and every torchvision classifier name."""
+    return [SMALL_CNN] + torchvision_classifiers()
+
+
+def encoder_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the pixels an encoder expects: ImageNet's for torchvision models, ours otherwise."""
+    if name == SMALL_CNN:
+        return VideoFrontEndConfig.mean, VideoFrontEndConfig.std
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _strip_head(model: nn.Module, name: str) -> int:
+    """Replace the classifier head of a torchvision model by identity; returns the feature size F."""
+    for attr in ("fc", "classifier", "heads", "head"):
+        head = getattr(model, attr, None)
+        if head is None or isinstance(head, nn.Identity):
+            continue
+        linears = [m for m in head.modules() if isinstance(m, nn.Linear)] if isinstance(head, nn.Module) else []
+        if not linears:
+            continue
+        setattr(model, attr, nn.Identity())
+        # convnext/swin keep a norm in the head: dropped with it (features are still usable)
+        return linears[0].in_features
+    raise ValueError(f"don't know how to strip the classifier head of {name}")
+
+
+def build_torchvision_encoder(name: str, weights_path: str | Path | None = None) -> tuple[nn.Module, int]:
+    """A torchvision classifier (e.g. "resnet18") as a frame encoder, its classifier head removed.
+
+    Weights only come from a local file (``weights_path``: the classifier's state dict, head
+    included); nothing is ever downloaded.  Returns ``(module mapping (N, 3, H, W) -> (N, F), F)``.
+    A name that is no torchvision classifier, or a file that does not fit, raises ``ValueError``
+    with one line.
     """
     import torchvision
 
+    names = torchvision_classifiers()
+    if name not in names:
+        raise ValueError(f"unknown frame encoder {name!r}; use {SMALL_CNN} or a torchvision classifier "
+                         f"({', '.join(n for n in names if n.startswith(('resnet', 'mobilenet')))}, ...)")
     model = torchvision.models.get_model(name, weights=None)
     if weights_path is not None:
-        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-    if hasattr(model, "fc"):
-        f = model.fc.in_features
-        model.fc = nn.Identity()
-    elif hasattr(model, "classifier"):
-        last = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)][0]
-        f = last.in_features
-        model.classifier = nn.Identity()
-    else:
-        raise ValueError(f"don't know how to strip the head of {name}")
+        load_classifier_weights(model, weights_path, name)
+    f = _strip_head(model, name)
     return model, f
+
+
+def load_classifier_weights(model: nn.Module, weights_path: str | Path, name: str) -> None:
+    """Load a local state dict into a torchvision classifier; one-line ``ValueError`` when it does not fit."""
+    path = Path(weights_path)
+    if not path.is_file():
+        raise ValueError(f"--weights {path}: no such file")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - anything unreadable is one line naming the file
+        raise ValueError(f"--weights {path}: not a readable state dict ({type(e).__name__})") from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise ValueError(f"--weights {path}: holds no state dict of tensors")
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise ValueError(f"--weights {path} does not fit {name}: {detail[:300]}") from None
+
+
+class TorchvisionFrameEncoder(nn.Module):
+    """A torchvision classifier without its head: (N, 3, H, W) -> (N, F).
+
+    Built from the name alone (random weights); a bundle stores the weights with the model, and
+    ``weights_path`` (a local state dict) only serves training.
+    """
+
+    def __init__(self, name: str, weights_path: str | Path | None = None):
+        super().__init__()
+        self.name = name
+        self.net, self._f = build_torchvision_encoder(name, weights_path)
+
+    @property
+    def feature_size(self) -> int:
+        return self._f
+
+    def load_weights(self, weights_path: str | Path) -> None:
+        """Load a local state dict of the whole classifier (head included, then dropped)."""
+        full, _ = build_torchvision_encoder(self.name, weights_path)
+        self.net.load_state_dict(full.state_dict())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten(1)
+
+
+def build_frame_encoder(name: str = SMALL_CNN, frame_cnn: dict | None = None) -> nn.Module:
+    """The frame encoder called ``name``: our :class:`FrameCNN` (config ``frame_cnn``) or a torchvision
+    classifier (randomly initialised).  Every encoder has ``feature_size``."""
+    if name == SMALL_CNN:
+        return FrameCNN(FrameCNNConfig.from_dict(frame_cnn or {}))
+    return TorchvisionFrameEncoder(name)
+
+
+def weights_hash(module: nn.Module) -> str:
+    """Short hash of every parameter and buffer of ``module`` (names, shapes, dtypes and values)."""
+    h = hashlib.sha1()
+    for k, v in module.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        h.update(f"{k}{tuple(v.shape)}{v.dtype}".encode())
+        h.update(v.view(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 # --- frozen feature cache ----------------------------------------------------------------------
 
 @torch.no_grad()
-def encode_frames(encoder: nn.Module, clips: Tensor, batch_size: int = 64) -> Tensor:
-    """Frozen features of many clips: (N, T, 3, H, W) -> (N, T, F), in eval mode, batch by batch."""
+def encode_frames(encoder: nn.Module, clips: Tensor, batch_size: int = 64, prepare=None,
+                  progress: bool = False) -> Tensor:
+    """Frozen features of many clips: (N, T, ...) -> (N, T, F), in eval mode, batch by batch.
+
+    ``prepare`` maps a batch of stored clips (e.g. uint8 (B, T, H, W, 3)) to encoder input
+    (B, T, 3, H, W) on the encoder's device; None: ``clips`` already are that input.  Only one batch
+    of float frames exists at a time, so N may be large.
+    """
+    from tqdm.auto import tqdm
+
     was = encoder.training
     encoder.eval()
+    dev = next(encoder.parameters()).device
     out = []
-    for i in range(0, len(clips), batch_size):
+    for i in tqdm(range(0, len(clips), batch_size), desc="encode frames", disable=not progress, leave=False):
         x = clips[i:i + batch_size]
+        x = prepare(x) if prepare is not None else x
         B, T = x.shape[:2]
-        out.append(encoder(x.flatten(0, 1)).view(B, T, -1))
+        out.append(encoder(x.flatten(0, 1).to(dev)).float().view(B, T, -1).cpu())
     encoder.train(was)
-    return torch.cat(out) if out else clips.new_zeros(0, clips.shape[1], 0)
+    return torch.cat(out) if out else torch.zeros(0, clips.shape[1] if clips.dim() > 1 else 0, 0)
 
 
 def cached_features(encoder: nn.Module, clips: Tensor, cache_path: str | Path, key: str,
-                    batch_size: int = 64) -> Tensor:
-    """Frozen features (N, T, F) of ``clips``, read from ``cache_path`` when its ``key`` matches,
-    otherwise computed with :func:`encode_frames` and written there.  ``key`` must name both the
-    encoder's weights and the clips (e.g. a hash of the checkpoint and of the clip list)."""
+                    batch_size: int = 64, prepare=None, progress: bool = False) -> tuple[Tensor, bool]:
+    """Frozen features (N, T, F) of ``clips`` and whether they came from ``cache_path``.
+
+    The cache is read when its ``key`` and clip count match, otherwise the features are computed with
+    :func:`encode_frames` and written there atomically.  ``key`` must name everything the features
+    depend on: the encoder and its weights (:func:`weights_hash`), the front end and the clips
+    themselves (paths, sizes, modification times).  An unreadable cache file is recomputed.
+    """
     cache_path = Path(cache_path)
     if cache_path.is_file():
-        d = torch.load(cache_path, map_location="cpu", weights_only=True)
-        if d.get("key") == key and d["features"].shape[0] == clips.shape[0]:
-            return d["features"]
-    feats = encode_frames(encoder, clips, batch_size)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save({"key": key, "features": feats}, cache_path)
-    return feats
+        try:
+            d = torch.load(cache_path, map_location="cpu", weights_only=True)
+            if d.get("key") == key and torch.is_tensor(d.get("features")) and d["features"].shape[0] == clips.shape[0]:
+                return d["features"], True
+        except Exception:  # noqa: BLE001 - a broken cache is never trusted, just rebuilt
+            pass
+    feats = encode_frames(encoder, clips, batch_size, prepare, progress)
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save({"key": key, "features": feats}, cache_path)
+    except OSError:  # a read-only data folder: train without a cache
+        pass
+    return feats, False
 
 
-__all__ = ["VideoFrontEndConfig", "SAMPLING_MODES", "sample_indices", "frames_to_tensor", "normalize", "uint8_to_input",
-           "sample_clip", "sample_frames", "load_clip", "FrameCNNConfig", "FrameCNN", "build_torchvision_encoder",
-           "encode_frames", "cached_features"]
+__all__ = ["SMALL_CNN", "IMAGENET_MEAN", "IMAGENET_STD", "torchvision_classifiers", "frame_encoder_names",
+           "encoder_normalisation", "build_frame_encoder", "TorchvisionFrameEncoder", "load_classifier_weights",
+           "weights_hash", "VideoFrontEndConfig", "SAMPLING_MODES", "sample_indices", "frames_to_tensor",
+           "normalize", "uint8_to_input", "sample_times", "StreamSampler", "sample_stream", "sample_clip",
+           "sample_frames", "load_clip", "FrameCNNConfig", "FrameCNN", "build_torchvision_encoder", "encode_frames",
+           "cached_features"]

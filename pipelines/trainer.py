@@ -91,7 +91,7 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Dotted names of the settings that differ between two (nested) config dicts, runtime keys aside."""
     out = []
     for k in sorted(set(old) | set(new)):
-        if k in RUNTIME_KEYS:
+        if k in RUNTIME_KEYS or k not in old:  # a setting newer than the checkpoint: it could not differ
             continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):

@@ -73,11 +73,13 @@ def test_frozen_feature_cache(tmp_path):
     torch.manual_seed(0)
     cnn = FrameCNN(FrameCNNConfig(channels=(4, 8), grid=2, feature_size=16))
     clips = torch.randn(5, 3, 3, 16, 16)
-    f1 = cached_features(cnn, clips, tmp_path / "f.pt", key="k1", batch_size=2)
-    assert f1.shape == (5, 3, 16) and (tmp_path / "f.pt").is_file()
+    f1, hit = cached_features(cnn, clips, tmp_path / "f.pt", key="k1", batch_size=2)
+    assert f1.shape == (5, 3, 16) and (tmp_path / "f.pt").is_file() and not hit
     assert torch.allclose(f1, encode_frames(cnn, clips))
     with torch.no_grad():
         for p in cnn.parameters():
             p.add_(1.0)
-    assert torch.equal(cached_features(cnn, clips, tmp_path / "f.pt", key="k1"), f1)  # read from disk
-    assert not torch.allclose(cached_features(cnn, clips, tmp_path / "f.pt", key="k2"), f1)  # new key: recomputed
+    f2, hit = cached_features(cnn, clips, tmp_path / "f.pt", key="k1")
+    assert hit and torch.equal(f2, f1)  # read from disk
+    f3, hit = cached_features(cnn, clips, tmp_path / "f.pt", key="k2")
+    assert not hit and not torch.allclose(f3, f1)  # new key: recomputed

@@ -140,3 +140,56 @@ def test_list_videos(tmp_path):
         (tmp_path / rel).write_bytes(b"x")
     names = [p.relative_to(tmp_path).as_posix() for p in list_videos(tmp_path)]
     assert names == ["a/x.mp4", "a/y.AVI", "b/c/z.mkv"]
+
+
+@needs_ffmpeg
+def test_variable_frame_rate_clip_is_sampled_evenly_in_time(tmp_path):
+    p = tmp_path / "vfr.mp4"
+    # frame k shows the square at x = 4 + 2k; frames 0-9 last 0.1 s each, frames 10-29 only 1/30 s
+    f = np.zeros((30, 48, 96, 3), np.uint8)
+    for k in range(30):
+        f[k, 16:32, 4 + 2 * k:20 + 2 * k] = 255
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", "96x48", "-r", "30", "-i", "-", "-vf", "setpts='if(lt(N,10),N*3,30+(N-10))/(30*TB)'",
+                    "-fps_mode", "vfr", "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", str(p)],
+                   input=f.tobytes(), check=True)
+    times = np.array([t for t, _ in iter_frames(p, size=(8, 8))])
+    x = sample_clip(p, VideoFrontEndConfig(num_frames=4, size=(48, 96)))
+    got = [round((square_x(fr) - 11.5) / 2) for fr in x]
+    # 4 equal spans of the 1.67 s clip: centres at 0.21, 0.63, 1.04, 1.46 s -> frames 2, 6, 11, 23
+    want = [int(np.searchsorted(times, c, side="right") - 1) for c in (0.5 + np.arange(4)) * 5 / 3 / 4]
+    assert got == want == [2, 6, 11, 23]
+
+
+@needs_ffmpeg
+def test_rotation_metadata_is_applied(tmp_path):
+    src, rot = tmp_path / "r0.mp4", tmp_path / "r90.mp4"
+    write_video(src, ramp_frames(6, 48, 64), 10, "h264")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(rot)], check=True)
+    a, _ = read_video(src)
+    b, _ = read_video(rot)
+    assert a.shape == (6, 48, 64, 3) and b.shape == (6, 64, 48, 3)  # shown upright, as players do
+    # rotate=90 (the display matrix of phone videos) turns the picture a quarter turn counter-clockwise
+    assert np.abs(np.rot90(a, 1, axes=(1, 2)).astype(int) - b).mean() < 8
+    assert sample_clip(rot, VideoFrontEndConfig(num_frames=3, size=(16, 16))).shape == (3, 16, 16, 3)
+
+
+def test_streamed_sampling_is_exact_for_short_clips_and_bounded_for_long_ones():
+    from encoders.video import sample_indices, sample_stream
+
+    cfg = VideoFrontEndConfig(num_frames=8)
+    for n in (1, 5, 40, 64):
+        got = sample_stream(((i / 25, np.array([i])) for i in range(n)), cfg, budget=64).ravel().tolist()
+        assert got == sample_indices(n, 8).tolist()
+    held = []
+
+    def frames(n):
+        for i in range(n):
+            held.append(i)
+            yield i / 25, np.array([i])
+
+    n = 10_000
+    got = sample_stream(frames(n), cfg, budget=64).ravel()
+    exact = sample_indices(n, 8)
+    assert len(held) == n and np.all(got <= exact) and np.all(exact - got < 2 * n / 64)

@@ -14,7 +14,7 @@ SMALL_CNN = {"channels": [4, 8], "grid": 2, "grid_channels": 2, "feature_size": 
 
 
 def test_all_video_models_registered():
-    assert set(list_models("video-")) == set(CLASSIFIERS) | {"video-caption"}
+    assert set(list_models("video-")) == set(CLASSIFIERS) | {"video-caption", "video-predict-convlstm"}
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

@@ -34,7 +34,8 @@ def test_quick_ship_writes_loadable_bundles_with_held_out_figures(tmp_path, one_
     cls, cap = rows
     assert 0 <= cls["held_out"]["accuracy"] <= 1 and 0 <= cls["held_out"]["accuracy_vp8"] <= 1
     assert cls["held_out"]["n"] == 6 and "long_video_windows_right" in cls["held_out"]
-    assert {"exact_match", "bleu4", "exact_match_vp8", "bleu4_beam5"} <= set(cap["held_out"])
+    assert {"exact_match", "bleu4", "exact_match_vp8", "bleu4_beam5", "exact_match_unseen"} <= set(cap["held_out"])
+    assert "accuracy_unseen" in cls["held_out"] and "flip/reverse" in cap["recipe"]
 
 
 @pytest.mark.parametrize("name,kind", [("video-classify", "video-classify"), ("video-caption", "video-caption")])

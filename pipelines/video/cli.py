@@ -1,14 +1,21 @@
 """``lstm-media video``: render clips, train (classify | caption), evaluate, label clips or a long video, caption.
 
     lstm-media video synth --out data/clips
+    lstm-media video synth --set digits --out data/digits          # Moving-MNIST-style, 64x64, 20 frames
     lstm-media video train --task classify --data data/clips --out runs/video-cls [--model cnn-lstm|convlstm|frame]
     lstm-media video train --task caption --data data/clips --out runs/video-cap
+    lstm-media video train --data data/clips --out runs/r18 --frame-encoder resnet18 --input-size 112 \
+        --freeze-encoder [--weights resnet18.pth]
+    lstm-media video train --task predict --data data/digits --out runs/pred [--context 10 --horizon 10]
+    lstm-media video eval --task predict --checkpoint runs/pred/best.pt --data data/digits --json
+    lstm-media video predict clip.mp4 --checkpoint runs/pred/best.pt --out preds/
     lstm-media video eval --data data/fresh [--checkpoint runs/video-cls/best.pt] [--json]
     lstm-media video label data/clips/grow [--checkpoint runs/video-cls/best.pt] [--out labels.csv] [--top-k 3]
     lstm-media video label long.mp4 --segment 2 [--out long.srt]
     lstm-media video caption clip.mp4 [--checkpoint runs/video-cap/best.pt] [--beam 5]
     lstm-media video demo --out runs/demo-video
 
+``predict`` needs a "video-predict" checkpoint (trained with ``train --task predict``).
 ``label`` and ``caption`` use the shipped models "video-classify" / "video-caption" unless
 ``--checkpoint`` names another shipped model or a file.  ``--json`` prints one JSON object on stdout;
 progress and logs go to stderr.  Bad files are reported on stderr (one line naming the file), skipped,
@@ -47,36 +54,72 @@ def _codecs(text: str) -> tuple[str, ...]:
     return names
 
 
+def _frame_encoder(text: str) -> str:
+    from encoders.video import frame_encoder_names
+
+    names = frame_encoder_names()
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"{text!r}: use small-cnn or a torchvision classifier name "
+                                         f"(e.g. resnet18, mobilenet_v3_small; {len(names) - 1} known)")
+    return text
+
+
 def build_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="verb", required=True)
 
-    s = add_command(sub, "synth", cmd_synth, "render labelled clips with opencv")
+    s = add_command(sub, "synth", cmd_synth, "render labelled clips (shapes) or Moving-MNIST-style digits")
     s.add_argument("--out", default="data/clips")
+    s.add_argument("--set", choices=["shapes", "digits"], default="shapes",
+                   help="shapes: one coloured shape doing one of 6 actions; digits: two handwritten digits "
+                        "(scikit-learn's) bouncing in 64x64 (for --task predict)")
+    s.add_argument("--style", choices=["default", "unseen"], default="default",
+                   help="shapes: unseen renders with settings the default data never uses (other shades, "
+                        "sizes, speeds, frame counts and rates, a new background kind), to test transfer")
+    s.add_argument("--frames", type=bounded_int(2, 1000), default=None,
+                   help="frames per clip (shapes default: 12-40 drawn per clip; digits default: 20)")
     s.add_argument("--train", type=bounded_int(0, 100_000), default=100, help="training clips per action")
     s.add_argument("--val", type=bounded_int(0, 100_000), default=20, help="validation clips per action")
     s.add_argument("--test", type=bounded_int(0, 100_000), default=30, help="test clips per action")
     s.add_argument("--seed", type=int, default=0, help="another seed renders entirely fresh clips")
-    s.add_argument("--codecs", type=_codecs, default=("mp4v", "mjpg", "xvid", "h264"),
-                   help="comma list of: mp4v, mjpg, xvid, h264, vp8 (default mp4v,mjpg,xvid,h264)")
+    s.add_argument("--codecs", type=_codecs, default=None,
+                   help="comma list of: mp4v, mjpg, xvid, h264, vp8 (default mp4v,mjpg,xvid,h264; digits: mjpg)")
     s.add_argument("--long", type=bounded_int(0, 10_000), default=0,
                    help="also render a long video of this many segments")
     s.add_argument("--overwrite", action="store_true", help="render into a folder that already holds a data set")
     s.add_argument("--json", action="store_true")
 
-    t = add_command(sub, "train", cmd_train, "train a classifier or a captioner")
-    t.add_argument("--task", choices=["classify", "caption"], default="classify")
+    t = add_command(sub, "train", cmd_train, "train a classifier, a captioner or a future-frame predictor")
+    t.add_argument("--task", choices=["classify", "caption", "predict"], default="classify")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True)
     t.add_argument("--model", default="cnn-lstm",
                    help=f"classify: one of {', '.join(MODELS)} (or its registry name video-...)")
-    t.add_argument("--epochs", type=positive_int, default=None, help="default: 25 (classify), 45 (caption)")
+    t.add_argument("--epochs", type=positive_int, default=None, help="default: 25 (classify), 45 (caption), "
+                   "10 (predict)")
     t.add_argument("--batch-size", type=positive_int, default=16)
     t.add_argument("--lr", type=positive_float, default=3e-3)
     t.add_argument("--frames", type=bounded_int(1, 256), default=8, help="T frames sampled per clip")
-    t.add_argument("--size", type=bounded_int(8, 512), default=32, help="frames are resized to size x size")
+    t.add_argument("--size", "--input-size", dest="size", type=bounded_int(8, 512), default=None,
+                   help="frames are resized to size x size (default 32 for small-cnn, 112 for a torchvision "
+                        "encoder, 64 for predict)")
+    t.add_argument("--frame-encoder", type=_frame_encoder, default="small-cnn",
+                   help="small-cnn (ours, trained from scratch) or any torchvision classifier name (resnet18, "
+                        "mobilenet_v3_small, ...), fed with its own (ImageNet) normalisation")
+    t.add_argument("--weights", default=None, metavar="FILE",
+                   help="local state dict of that torchvision classifier (nothing is ever downloaded; "
+                        "without it the encoder is randomly initialised)")
+    t.add_argument("--freeze-encoder", action="store_true",
+                   help="encode every clip once, cache the features under DATA/.cache, train only the LSTM")
+    t.add_argument("--context", type=bounded_int(1, 256), default=10, help="predict: K frames seen")
+    t.add_argument("--horizon", type=bounded_int(1, 256), default=10, help="predict: N frames predicted")
+    t.add_argument("--channels", choices=["auto", "1", "3"], default="auto",
+                   help="predict: 1 (gray) or 3 (RGB) channels; auto: 1 when the clips are gray")
     t.add_argument("--sampling", choices=["uniform", "stride"], default="uniform")
     t.add_argument("--stride", type=positive_int, default=2)
-    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--no-augment", action="store_true", help="no augmentation at all")
+    t.add_argument("--appearance-augment", choices=["on", "off"], default="off",
+                   help="random colour, size, speed and noise changes of training clips (frames only, not "
+                        "cached features; default off)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=positive_int, default=None)
     t.add_argument("--init-from", default=None,
@@ -88,8 +131,15 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     add_runtime(t)
 
     e = add_command(sub, "eval", cmd_eval, "score a checkpoint on a data folder")
+    e.add_argument("--task", choices=["classify", "caption", "predict"], default=None,
+                   help="predict: MSE/SSIM vs copy-last and mean-frame (default: classify or caption, "
+                        "from the checkpoint)")
     e.add_argument("--checkpoint", default=None,
                    help="file or shipped model name (default: the shipped video-classify)")
+    e.add_argument("--context", type=bounded_int(1, 256), default=None,
+                   help="predict: K frames seen (default: the checkpoint's)")
+    e.add_argument("--horizon", type=bounded_int(1, 256), default=None,
+                   help="predict: N frames predicted (default: the checkpoint's)")
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="test", help="split list to use; 'all': every clip")
     e.add_argument("--beam", type=bounded_int(1, 64), default=1, help="captioning: beam width (1: greedy)")
@@ -122,11 +172,29 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     c.add_argument("--json", action="store_true")
     add_runtime(c)
 
+    pr = add_command(sub, "predict", cmd_predict, "predict the next frames of clips: side-by-side GIF/MP4 + "
+                                                    "PNG strip per clip")
+    pr.add_argument("paths", nargs="+")
+    pr.add_argument("--checkpoint", default=None, help="a video-predict checkpoint (file or shipped name)")
+    pr.add_argument("--context", type=bounded_int(1, 256), default=None, help="K frames seen (default: the "
+                    "checkpoint's)")
+    pr.add_argument("--horizon", type=bounded_int(1, 256), default=None, help="N frames predicted (default: the "
+                    "checkpoint's)")
+    pr.add_argument("--out", default="predictions",
+                    help="folder for CLIP.gif + CLIP.png (default ./predictions), or for one clip a file "
+                         "ending in .gif or .mp4 (the PNG goes beside it)")
+    pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pr.add_argument("--json", action="store_true")
+    add_runtime(pr)
+
     d = add_command(sub, "demo", cmd_demo, "render -> train classify -> train caption -> eval -> label -> caption")
-    d.add_argument("--out", default="runs/demo-video")
+    d.add_argument("--task", choices=["classify-caption", "predict"], default="classify-caption",
+                   help="predict: a short future-frame prediction run on Moving-MNIST-style digits")
+    d.add_argument("--out", default=None, help="default runs/demo-video (predict: runs/demo-video-predict)")
     d.add_argument("--data", default=None, help="default: OUT/clips")
     d.add_argument("--train", type=positive_int, default=100, help="training clips per action")
-    d.add_argument("--epochs", type=positive_int, default=25, help="classifier epochs")
+    d.add_argument("--predict-clips", type=positive_int, default=300, help="predict: training clips of digits")
+    d.add_argument("--epochs", type=positive_int, default=None, help="classifier epochs (default 25; predict: 2)")
     d.add_argument("--caption-epochs", type=positive_int, default=30)
     d.add_argument("--json", action="store_true")
     add_runtime(d)
@@ -145,13 +213,23 @@ def cmd_synth(args) -> int:
     from .synth import render_long_video, synthesize
 
     out = Path(args.out)
+    args.codecs_given = args.codecs is not None
+    args.codecs = args.codecs or ("mp4v", "mjpg", "xvid", "h264")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; name a folder")
     if (out / "classes.txt").exists() and not args.overwrite:
         raise UserError(f"{out} already holds a data set; refusing to overwrite it (pass --overwrite, "
                         "or choose another --out)")
+    if args.set == "digits":
+        from .synth import synthesize_digits
+
+        res = synthesize_digits(out, (args.train, args.val, args.test), seed=args.seed, frames=args.frames or 20,
+                                codec=args.codecs[0] if args.codecs_given else "mjpg", progress=_progress(args))
+        _emit(res, args.json, f"rendered {res['train']} train, {res['val']} val, {res['test']} test digit clips "
+                              f"into {res['out']}")
+        return 0
     res = synthesize(out, (args.train, args.val, args.test), seed=args.seed, codecs=args.codecs,
-                     progress=_progress(args))
+                     progress=_progress(args), frames=args.frames, style=args.style)
     if args.long:
         from ..cli_common import write_text_atomic
 
@@ -166,15 +244,49 @@ def cmd_synth(args) -> int:
 def cmd_train(args) -> int:
     from .train import VideoTrainConfig, train
 
+    from encoders.video import SMALL_CNN, encoder_normalisation
+
     device = apply_runtime(args)
-    model = "video-caption" if args.task == "caption" else MODELS.get(args.model, args.model)
-    if args.task == "classify" and model not in MODELS.values():
-        raise UserError(f"--model {args.model}: not a video classifier; use one of {', '.join(MODELS)}")
-    fe = {"num_frames": args.frames, "size": [args.size, args.size], "sampling": args.sampling, "stride": args.stride}
-    epochs = args.epochs or (25 if args.task == "classify" else 45)
-    cfg = VideoTrainConfig(task=args.task, model=model, frontend=fe, epochs=epochs, batch_size=args.batch_size,
+    tv = args.frame_encoder != SMALL_CNN
+    if args.task == "predict":
+        if tv or args.weights or args.freeze_encoder:
+            raise UserError("--task predict has its own ConvLSTM encoder; --frame-encoder/--weights/"
+                            "--freeze-encoder are for classify and caption")
+        model = "video-predict-convlstm"
+        size = args.size or 64
+        if size % 4:
+            raise UserError(f"--size {size}: the predictor cuts frames into 4x4 patches; use a multiple of 4")
+        fe = {"num_frames": args.context + args.horizon, "size": [size, size]}
+    else:
+        model = "video-caption" if args.task == "caption" else MODELS.get(args.model, args.model)
+        if args.task == "classify" and model not in MODELS.values():
+            raise UserError(f"--model {args.model}: not a video classifier; use one of {', '.join(MODELS)}")
+        if (tv or args.freeze_encoder) and model == "video-convlstm":
+            raise UserError("--model convlstm has its own conv stem; --frame-encoder/--freeze-encoder need "
+                            "cnn-lstm, frame or the captioner")
+        if args.weights and not tv:
+            raise UserError("--weights needs a torchvision --frame-encoder (small-cnn trains from scratch)")
+        size = args.size or (112 if tv else 32)
+        mean, std = encoder_normalisation(args.frame_encoder)
+        fe = {"num_frames": args.frames, "size": [size, size], "sampling": args.sampling, "stride": args.stride}
+        if tv:
+            fe.update(mean=list(mean), std=list(std))
+        if args.weights:  # check the file fits before any decoding or caching (one line when it does not)
+            from encoders.video import TorchvisionFrameEncoder
+
+            try:
+                TorchvisionFrameEncoder(args.frame_encoder, args.weights)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+    epochs = args.epochs or {"classify": 25, "caption": 45, "predict": 10}[args.task]
+    model_kwargs = {"channels": int(args.channels)} if args.task == "predict" and args.channels != "auto" else {}
+    cfg = VideoTrainConfig(task=args.task, model=model, model_kwargs=model_kwargs, frontend=fe, epochs=epochs,
+                           batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, augment=not args.no_augment, max_steps=args.max_steps,
-                           progress=_progress(args), init_from=args.init_from, target=args.target, device=device)
+                           progress=_progress(args), init_from=args.init_from, target=args.target, device=device,
+                           frame_encoder=args.frame_encoder, weights=args.weights,
+                           freeze_encoder=args.freeze_encoder, context=args.context, horizon=args.horizon,
+                           appearance_augment=args.appearance_augment == "on")
     t0 = time.time()
     res = train(args.data, args.out, cfg, resume=not args.fresh)
     res["checkpoint"] = str(Path(args.out) / "best.pt")
@@ -189,6 +301,18 @@ def cmd_eval(args) -> int:
 
     device = apply_runtime(args)
     split = None if args.split == "all" else args.split
+    if args.task == "predict":
+        from .predict import evaluate_predict
+
+        rep = evaluate_predict(args.checkpoint, args.data, split, args.context, args.horizon,
+                               progress=_progress(args), device=device)
+        _emit(rep, args.json,
+              f"MSE {rep['mse']:.5f} (copy-last {rep['mse_copy_last']:.5f}, mean-frame {rep['mse_mean_frame']:.5f}; "
+              f"{100 * (1 - rep['mse_vs_copy_last']):.1f}% below copy-last)  SSIM {rep['ssim']:.4f} "
+              f"(copy-last {rep['ssim_copy_last']:.4f}) over {rep['horizon']} predicted frames of {rep['n']} clips")
+        return 0
+    if args.context is not None or args.horizon is not None:
+        raise UserError("--context/--horizon belong to --task predict")
     rep = evaluate(args.checkpoint, args.data, split, args.out, beam_size=args.beam, progress=_progress(args),
                    device=device, overwrite=args.overwrite, meteor=not args.no_meteor)
     if "accuracy" in rep:
@@ -303,11 +427,55 @@ def cmd_caption(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from .demo import run_demo
+def cmd_predict(args) -> int:
+    from .infer import expand_paths
+    from .predict import predict_clips
 
     device = apply_runtime(args)
-    res = run_demo(args.out, data=args.data, train_per_class=args.train, epochs=args.epochs,
+    clips = expand_paths(args.paths)
+    if not clips:
+        raise UserError("no video clips among the inputs")
+    out = Path(args.out)
+    single = out.suffix.lower() in (".gif", ".mp4")
+    if single and len(clips) > 1:
+        raise UserError(f"--out {out} names one file; with {len(clips)} clips name a folder")
+    if single:
+        outputs = [(out, out.with_suffix(".png"))]
+    else:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file; name a folder, or a file ending in .gif or .mp4")
+        names = [c.stem if [d.stem for d in clips].count(c.stem) == 1 else f"{c.parent.name}_{c.stem}"
+                 for c in clips]
+        outputs = [(out / f"{n}.gif", out / f"{n}.png") for n in names]
+    inputs = _inputs(args.paths, args.checkpoint)
+    for vid, png in outputs:
+        check_output(vid, inputs, args.overwrite)
+        check_output(png, inputs, args.overwrite)
+    res = predict_clips(args.checkpoint, clips, outputs, args.context, args.horizon, device=device)
+    if res["n"] == 0:
+        raise UserError(f"no decodable video clip among the inputs ({res['skipped']} skipped)")
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for r in res["predictions"]:
+            print(f"{r['path']}\t{r['video']}\t{r['strip']}\tMSE {r['mse']:.5f} (copy-last {r['mse_copy_last']:.5f})")
+        log(f"predicted {res['horizon']} frames from {res['context']} for {res['n']} clips, skipped {res['skipped']}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo, run_predict_demo
+
+    device = apply_runtime(args)
+    args.epochs_given = args.epochs is not None
+    args.epochs = args.epochs or 25
+    if args.task == "predict":
+        res = run_predict_demo(args.out or "runs/demo-video-predict", train_clips=args.predict_clips,
+                               epochs=args.epochs if args.epochs_given else 2, quiet=args.json, device=device)
+        if args.json:
+            print(json.dumps(res))
+        return 0
+    res = run_demo(args.out or "runs/demo-video", data=args.data, train_per_class=args.train, epochs=args.epochs,
                    caption_epochs=args.caption_epochs, quiet=args.json, device=device)
     if args.json:
         print(json.dumps(res))

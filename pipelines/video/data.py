@@ -269,11 +269,17 @@ class ClassifyDataset(Dataset):
     With ``augment`` each clip is flipped left-right and/or played backwards, each with probability
     1/2 (seeded from ``(seed, epoch, index)``), and its label mapped accordingly (move_left <->
     move_right under a flip; every action <-> its reverse backwards).
+
+    ``features``: ``(features (N, T, F), features of the left-right flipped clips or None)`` from a
+    frozen frame encoder; items are then features (T, F) instead of frames (the same augmentation:
+    the flipped clip's features, the time-reversed sequence).
     """
 
-    def __init__(self, clips: ClipSet, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0):
+    def __init__(self, clips: ClipSet, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0,
+                 features: tuple[torch.Tensor, torch.Tensor | None] | None = None):
         keep = (clips.labels >= 0).nonzero().flatten()
         self.frames, self.labels = clips.frames[keep], clips.labels[keep]
+        self.features = None if features is None else tuple(f[keep] if f is not None else None for f in features)
         self.cfg, self.seed, self.epoch = cfg, seed, 0
         self.flip = _label_map(clips.classes, _FLIP, complete=False) if augment else None
         self.reverse = _label_map(clips.classes, _REVERSE, complete=True) if augment else None
@@ -285,13 +291,54 @@ class ClassifyDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        x, y = self.frames[i], int(self.labels[i])
+        y = int(self.labels[i])
         flip, rev = _augment_choice(self.seed, self.epoch, i)
-        if flip and self.flip is not None:
-            x, y = x.flip(-2), self.flip[y]  # (T, H, W, 3): W is dim -2
+        flip = flip and self.flip is not None and (self.features is None or self.features[1] is not None)
+        if self.features is not None:
+            x = self.features[1][i] if flip else self.features[0][i]
+        else:
+            x = self.frames[i].flip(-2) if flip else self.frames[i]  # (T, H, W, 3): W is dim -2
+        if flip:
+            y = self.flip[y]
         if rev and self.reverse is not None:
             x, y = x.flip(0), self.reverse[y]
-        return uint8_to_input(x, self.cfg), torch.tensor(y)
+        return (x if self.features is not None else uint8_to_input(x, self.cfg)), torch.tensor(y)
+
+
+def appearance_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random changes of how a clip looks, never of what it shows: float frames (T, 3, H, W) in [0, 1].
+
+    Each with its own probability: colour (per-channel gain 0.75–1.25 and offset ±0.12: other shades
+    of the same colour names, other backgrounds), size (zoom 0.7–1.3 about a random point: smaller or
+    larger objects travelling shorter or longer paths), speed (a contiguous 5–8 of the T frames
+    stretched back to T: a faster or slower action, another frame rate), and sensor/codec noise
+    (Gaussian, sigma up to 0.03).  Labels and captions stay true under all of them.
+    """
+    import torch.nn.functional as F
+
+    T, C, H, W = x.shape
+    if rng.random() < 0.3 and T > 4:  # speed: a sub-window of the clip, resampled to T frames
+        L = int(rng.integers(max(T - 3, 2), T + 1))
+        a = int(rng.integers(0, T - L + 1))
+        x = x[torch.from_numpy(np.round(np.linspace(a, a + L - 1, T)).astype(np.int64))]
+    if rng.random() < 0.5:  # size
+        s = float(rng.uniform(0.7, 1.3))
+        h, w = max(2, round(H * s)), max(2, round(W * s))
+        y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        if s >= 1:
+            top, left = int(rng.integers(0, h - H + 1)), int(rng.integers(0, w - W + 1))
+            x = y[..., top:top + H, left:left + W]
+        else:
+            top, left = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+            x = F.pad(y, (left, W - w - left, top, H - h - top), mode="replicate")
+    if rng.random() < 0.8:  # colour
+        gain = torch.from_numpy(rng.uniform(0.75, 1.25, (1, C, 1, 1))).to(x.dtype)
+        off = torch.from_numpy(rng.uniform(-0.12, 0.12, (1, C, 1, 1))).to(x.dtype)
+        x = x * gain + off
+    if rng.random() < 0.5:  # noise
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        x = x + torch.randn(x.shape, generator=g, dtype=x.dtype) * float(rng.uniform(0, 0.03))
+    return x.clamp(0, 1)
 
 
 class Vocab:
@@ -335,12 +382,15 @@ class CaptionDataset(Dataset):
     """(frames (T, 3, H, W), caption ids (L,)) pairs, one per (clip, reference caption).
 
     With ``augment``, a left-right flip swaps the words "left" and "right", and playing the clip
-    backwards swaps left/right, up/down and grows/shrinks (seeded per epoch and index).
+    backwards swaps left/right, up/down and grows/shrinks (seeded per epoch and index); with
+    ``appearance`` also :func:`appearance_augment` (frames only, not cached features).
     """
 
-    def __init__(self, clips: ClipSet, vocab: Vocab, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0):
+    def __init__(self, clips: ClipSet, vocab: Vocab, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0,
+                 features: tuple[torch.Tensor, torch.Tensor | None] | None = None, appearance: bool = False):
         self.items = [(i, vocab.encode(c)) for i in range(len(clips)) for c in clips.captions[i]]
-        self.frames, self.vocab, self.cfg = clips.frames, vocab, cfg
+        self.frames, self.vocab, self.cfg, self.features = clips.frames, vocab, cfg, features
+        self.appearance = appearance and features is None
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.flip = self._word_map(vocab, _FLIP_WORDS)
         # play backwards only when every caption's action word has a reverse in the vocabulary
@@ -358,15 +408,29 @@ class CaptionDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, k: int):
+        """``features`` (see :class:`ClassifyDataset`) make items features (T, F) instead of frames."""
         i, ids = self.items[k]
-        x = self.frames[i]
-        if self.augment:
-            flip, rev = _augment_choice(self.seed, self.epoch, k)
-            if flip:
-                x, ids = x.flip(-2), [self.flip.get(t, t) for t in ids]
-            if rev and self.reverse is not None:
-                x, ids = x.flip(0), [self.reverse.get(t, t) for t in ids]
-        return uint8_to_input(x, self.cfg), torch.tensor(ids, dtype=torch.long)
+        feats = self.features
+        flip, rev = _augment_choice(self.seed, self.epoch, k) if self.augment else (False, False)
+        flip = flip and (feats is None or feats[1] is not None)
+        if feats is not None:
+            x = feats[1][i] if flip else feats[0][i]
+        else:
+            x = self.frames[i].flip(-2) if flip else self.frames[i]
+        if flip:
+            ids = [self.flip.get(t, t) for t in ids]
+        if rev and self.reverse is not None:
+            x, ids = x.flip(0), [self.reverse.get(t, t) for t in ids]
+        if feats is not None:
+            return x, torch.tensor(ids, dtype=torch.long)
+        if self.appearance and self.augment:
+            from encoders.video import normalize
+
+            rng = np.random.default_rng([self.seed, self.epoch, k, 1])
+            x = normalize(appearance_augment(x.movedim(-1, -3).float().div_(255.0), rng), self.cfg)
+        else:
+            x = uint8_to_input(x, self.cfg)
+        return x, torch.tensor(ids, dtype=torch.long)
 
 
 def collate_captions(batch):
@@ -385,4 +449,4 @@ def collate_captions(batch):
 
 
 __all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
-           "load_clipset", "ClassifyDataset", "Vocab", "CaptionDataset", "collate_captions"]
+           "load_clipset", "ClassifyDataset", "appearance_augment", "Vocab", "CaptionDataset", "collate_captions"]

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.video import iter_frames, list_videos
-from encoders.video import VideoFrontEndConfig, sample_frames
+from encoders.video import StreamSampler, VideoFrontEndConfig
 from pipelines import bundle as _bundle
 from pipelines.cli_common import UserError, write_text_atomic
 from pipelines.plots import classification_report, plot_confusion
@@ -131,30 +131,29 @@ def label_segments(checkpoint: str | Path | None, video: str | Path, seconds: fl
         raise ValueError("--segment must be > 0 seconds")
     model, b, fe = loaded or load_model(checkpoint, CLASSIFY, device, "lstm-media video label")
     classes = b["labels"]
-    windows: dict[int, list[np.ndarray]] = {}
-    bounds: dict[int, list[float]] = {}
-    # frames are shrunk while decoding; only the current window is held in memory at a time
+    # frames are resized while decoding and each window keeps a bounded, thinned set of them
+    # (encoders.video.StreamSampler): memory does not grow with the video's length or the window's
     segs = []
+    win, cur, t0, t1 = None, None, 0.0, 0.0
 
-    def flush(w: int):
-        frames = np.stack(windows.pop(w))
-        t0, t1 = bounds.pop(w)
-        x = torch.from_numpy(sample_frames(frames, fe)).unsqueeze(0)
+    def flush(w: int, s: StreamSampler, first: float, last: float):
+        x = torch.from_numpy(s.sample(fe)).unsqueeze(0)
         pr = predict_logits(model, x, fe).softmax(-1)[0]
-        s, i = pr.topk(min(top_k, len(pr)))
-        segs.append({"start": w * seconds, "end": (w + 1) * seconds, "first_frame_time": t0, "last_frame_time": t1,
-                     "frames": len(frames), "label": classes[int(i[0])], "score": float(s[0]),
-                     "top_k": [{"label": classes[int(j)], "score": float(v)} for v, j in zip(s, i)]})
+        sc, i = pr.topk(min(top_k, len(pr)))
+        segs.append({"start": w * seconds, "end": (w + 1) * seconds, "first_frame_time": first,
+                     "last_frame_time": last, "frames": len(s), "label": classes[int(i[0])], "score": float(sc[0]),
+                     "top_k": [{"label": classes[int(j)], "score": float(v)} for v, j in zip(sc, i)]})
 
     for t, f in tqdm(iter_frames(video, size=tuple(fe.size)), desc="decode", disable=not progress, leave=False):
         w = int(t // seconds + 1e-9)
-        for old in [k for k in windows if k < w]:
-            flush(old)
-        windows.setdefault(w, []).append(f)
-        b_ = bounds.setdefault(w, [t, t])
-        b_[1] = t
-    for old in sorted(windows):
-        flush(old)
+        if w != win:
+            if cur is not None:
+                flush(win, cur, t0, t1)
+            win, cur, t0 = w, StreamSampler(), t
+        cur.add(t, f)
+        t1 = t
+    if cur is not None:
+        flush(win, cur, t0, t1)
     if not segs:
         raise DecodeError(video, "no frames decoded")
     segs[-1]["end"] = max(segs[-1]["last_frame_time"], segs[-1]["start"])  # the last window ends with the video

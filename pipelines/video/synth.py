@@ -54,6 +54,26 @@ class ClipSpec:
     frames: int
     fps: float
     seed: int
+    style: str = "default"  # "unseen": the settings of STYLES["unseen"] (never used for training data)
+
+
+# Rendering settings that the default data never uses, for measuring how captions transfer: other
+# shades of every colour name, smaller and larger objects, slower and faster motion, another
+# background kind, longer and shorter clips at other frame rates (and, in the ship recipe, VP8).
+UNSEEN = {
+    "shade": 40,  # each RGB channel of the named colour moved by up to this much
+    "size_scale": ((0.65, 0.8), (1.2, 1.35)),  # object radius x this (training: x 1)
+    "travel": ((0.3, 0.42), (0.78, 0.9)),  # fraction of the frame a moving object crosses (training 0.45-0.75)
+    "growth": ((1.35, 1.6), (2.2, 2.5)),  # final / initial radius of grow/shrink (training 1.7-2.1)
+    "frames": ((8, 11), (45, 64)),  # frame counts (training 12-40)
+    "fps": (8.0, 20.0, 50.0, 60.0),  # frame rates (training 10, 12, 15, 24, 25, 30)
+    "backgrounds": ("blobs",),  # smooth drifting colour blobs (training: plain, gradient, noise, texture)
+}
+
+
+def _two_ranges(rng: np.random.Generator, ranges) -> float:
+    lo, hi = ranges[int(rng.integers(2))]
+    return float(rng.uniform(lo, hi))
 
 
 def _dist_to_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -97,6 +117,14 @@ class _Background:
             self.checker = bool(rng.integers(2))
             self.vel = rng.uniform(-2, 2, 2)  # pixels per frame, unrelated to the label
             self.ang = rng.uniform(0, np.pi)
+        elif kind == "blobs":  # unseen style only: low-frequency colour noise drifting across the frame
+            import cv2
+
+            a, b = _bg_colours(rng, obj, 2, MIN_COLOUR_DISTANCE)
+            big = cv2.resize(rng.random((6, 6)), (3 * W, 3 * H), interpolation=cv2.INTER_CUBIC)
+            self.field = np.clip(big, 0, 1)
+            self.a, self.b = a, b
+            self.vel = rng.uniform(-1.5, 1.5, 2)
         else:
             raise ValueError(f"unknown background {kind!r}")
 
@@ -104,6 +132,11 @@ class _Background:
         H, W = self.H, self.W
         if self.kind in ("plain", "gradient"):
             return self.img.copy()
+        if self.kind == "blobs":
+            x0 = int(round(W + self.vel[0] * t)) % (2 * W)
+            y0 = int(round(H + self.vel[1] * t)) % (2 * H)
+            m = self.field[y0:y0 + H, x0:x0 + W, None]
+            return self.a + m * (self.b - self.a)
         if self.kind == "noise":
             return np.clip(self.base + self.rng.normal(0, self.sd, (H, W, 3)), 0, 255)
         yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
@@ -159,26 +192,47 @@ def random_spec(rng: np.random.Generator, action: str, seed: int, width: int | N
     )
 
 
+def random_spec_unseen(rng: np.random.Generator, action: str, seed: int) -> ClipSpec:
+    """Like :func:`random_spec`, with the settings of :data:`UNSEEN` (frame counts, frame rates and
+    background kinds that the default data never uses; shades, sizes and speeds are drawn in
+    :func:`render`)."""
+    spec = random_spec(rng, action, seed)
+    lo, hi = UNSEEN["frames"][int(rng.integers(2))]
+    return ClipSpec(action=action, colour=spec.colour, shape=spec.shape,
+                    background=UNSEEN["backgrounds"][int(rng.integers(len(UNSEEN["backgrounds"])))],
+                    width=spec.width, height=spec.height, frames=int(rng.integers(lo, hi + 1)),
+                    fps=float(rng.choice(UNSEEN["fps"])), seed=seed, style="unseen")
+
+
 def render(spec: ClipSpec) -> np.ndarray:
     """Render a clip: uint8 RGB (frames, height, width, 3)."""
     rng = np.random.default_rng(spec.seed)
     H, W, n = spec.height, spec.width, spec.frames
-    obj = np.asarray(COLOURS[spec.colour], dtype=np.float64)
+    unseen = spec.style == "unseen"
+    colour = COLOURS[spec.colour]
+    if unseen:
+        shift = rng.integers(-UNSEEN["shade"], UNSEEN["shade"] + 1, 3)
+        colour = tuple(int(v) for v in np.clip(np.asarray(colour) + shift, 0, 255))
+    obj = np.asarray(colour, dtype=np.float64)
     bg = _Background(spec.background, rng, H, W, obj)
-    m = min(H, W)
+    m = min(H, W) * (_two_ranges(rng, UNSEEN["size_scale"]) if unseen else 1.0)
     if spec.action in ("grow", "shrink"):
         r_small = rng.uniform(0.12, 0.15) * m
-        r_big = r_small * rng.uniform(1.7, 2.1)
+        r_big = r_small * (_two_ranges(rng, UNSEEN["growth"]) if unseen else rng.uniform(1.7, 2.1))
+        if unseen:  # keep the largest object inside the frame
+            r_big = min(r_big, 0.38 * min(H, W))
         r0, r1 = (r_small, r_big) if spec.action == "grow" else (r_big, r_small)
         pad = r_big * 1.2 + 1
         cx0 = cx1 = rng.uniform(pad, W - pad)
         cy0 = cy1 = rng.uniform(pad, H - pad)
     else:
         r0 = r1 = rng.uniform(0.16, 0.24) * m
+        if unseen:
+            r0 = r1 = min(r0, 0.3 * min(H, W))
         pad = r0 * 1.2 + 1
         horizontal = spec.action in ("move_left", "move_right")
         extent = (W if horizontal else H) - 2 * pad
-        d = rng.uniform(0.45, 0.75) * extent
+        d = (_two_ranges(rng, UNSEEN["travel"]) if unseen else rng.uniform(0.45, 0.75)) * extent
         # start uniform over the positions that keep the whole path inside the frame: the covered
         # positions then have the same distribution for both directions along an axis
         lo = rng.uniform(pad, pad + extent - d)
@@ -193,17 +247,20 @@ def render(spec: ClipSpec) -> np.ndarray:
         p = t / max(n - 1, 1)
         img = np.ascontiguousarray(bg.frame(t).astype(np.uint8))
         r = r0 + p * (r1 - r0)
-        _draw(img, spec.shape, cx0 + p * (cx1 - cx0), cy0 + p * (cy1 - cy0), r, COLOURS[spec.colour])
+        _draw(img, spec.shape, cx0 + p * (cx1 - cx0), cy0 + p * (cy1 - cy0), r, colour)
         out[t] = img
     return out
 
 
 def synthesize(out: str | Path, per_class: tuple[int, int, int] = (150, 20, 30), seed: int = 0,
-               codecs: tuple[str, ...] = DEFAULT_CODECS, progress: bool = True) -> dict:
+               codecs: tuple[str, ...] = DEFAULT_CODECS, progress: bool = True, frames: int | None = None,
+               style: str = "default") -> dict:
     """Render ``per_class`` = (train, val, test) clips of every action into ``out``.
 
     Clip ``k`` of the run uses seed ``(seed, k)``: another ``seed`` gives entirely fresh clips.
-    Codecs rotate over ``codecs`` (several codecs/containers in one data set).  Returns counts.
+    Codecs rotate over ``codecs`` (several codecs/containers in one data set).  ``frames``: every
+    clip this many frames long (default: 12–40 drawn per clip).  ``style="unseen"`` renders with the
+    settings of :data:`UNSEEN` instead (held-out measurements only).  Returns counts.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +269,10 @@ def synthesize(out: str | Path, per_class: tuple[int, int, int] = (150, 20, 30),
     jobs = [(split, action, i) for split, n in zip(splits, per_class) for action in ACTIONS for i in range(n)]
     for k, (split, action, i) in enumerate(tqdm(jobs, desc="render clips", disable=not progress, leave=False)):
         rng = np.random.default_rng([seed, k])
-        spec = random_spec(rng, action, seed=int(rng.integers(2**31)))
+        if style == "unseen":
+            spec = random_spec_unseen(rng, action, seed=int(rng.integers(2**31)))
+        else:
+            spec = random_spec(rng, action, seed=int(rng.integers(2**31)), frames=frames)
         codec = codecs[k % len(codecs)]
         rel = f"{action}/{action}_s{seed}_{split}_{i:04d}{CODECS[codec][1]}"
         write_video(out / rel, render(spec), spec.fps, codec)
@@ -254,5 +314,69 @@ def render_long_video(path: str | Path, segments: int = 6, seconds: float = 2.0,
     return truth
 
 
-__all__ = ["SHAPES", "COLOURS", "ACTIONS", "BACKGROUNDS", "DEFAULT_CODECS", "caption_for", "ClipSpec", "random_spec",
-           "render", "synthesize", "render_long_video"]
+# --- Moving-MNIST-style digits (Srivastava et al. 2015), made offline --------------------------------------
+
+def digit_images(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled handwritten digits (1797 images of 8x8, nothing downloaded) scaled up to
+    ``size`` x ``size`` uint8, and their labels."""
+    import cv2
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = np.stack([cv2.resize((im * (255.0 / 16.0)).astype(np.float32), (size, size),
+                                interpolation=cv2.INTER_CUBIC) for im in d.images])
+    return np.clip(imgs, 0, 255).astype(np.uint8), d.target
+
+
+def render_digits(rng: np.random.Generator, digits: np.ndarray, frames: int = 20, canvas: int = 64,
+                  n_digits: int = 2, speed: tuple[float, float] = (2.0, 4.0)) -> np.ndarray:
+    """Moving-MNIST-style clip: ``n_digits`` digit images bouncing off the walls of a ``canvas``
+    square at a constant speed (pixels per frame, drawn per digit), overlapping by maximum.
+    Returns uint8 gray (frames, canvas, canvas)."""
+    size = digits.shape[1]
+    lim = canvas - size
+    out = np.zeros((frames, canvas, canvas), np.uint8)
+    for _ in range(n_digits):
+        img = digits[rng.integers(len(digits))]
+        pos = rng.uniform(0, lim, 2)
+        ang = rng.uniform(0, 2 * np.pi)
+        vel = rng.uniform(*speed) * np.array([np.cos(ang), np.sin(ang)])
+        for t in range(frames):
+            x, y = (int(round(v)) for v in pos)
+            np.maximum(out[t, y:y + size, x:x + size], img, out=out[t, y:y + size, x:x + size])
+            pos = pos + vel
+            for k in range(2):  # bounce
+                if pos[k] < 0:
+                    pos[k], vel[k] = -pos[k], -vel[k]
+                elif pos[k] > lim:
+                    pos[k], vel[k] = 2 * lim - pos[k], -vel[k]
+    return out
+
+
+def synthesize_digits(out: str | Path, counts: tuple[int, int, int] = (1000, 100, 100), seed: int = 0,
+                      frames: int = 20, codec: str = "mjpg", progress: bool = True) -> dict:
+    """Render (train, val, test) Moving-MNIST-style clips (two digits, 64x64, ``frames`` frames) into
+    ``out/digits/`` with split lists, readable as any clip folder.  Clip ``k`` uses seed ``(seed, k)``;
+    the split decides which digit images it may use (train: the first 1200 of scikit-learn's
+    1797, val/test: the rest), so held-out clips also show unseen handwriting."""
+    out = Path(out)
+    (out / "digits").mkdir(parents=True, exist_ok=True)
+    imgs, _ = digit_images()
+    pools = {"train": imgs[:1200], "val": imgs[1200:], "test": imgs[1200:]}
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    jobs = [(split, i) for split, n in zip(splits, counts) for i in range(n)]
+    ext = CODECS[codec][1]
+    for k, (split, i) in enumerate(tqdm(jobs, desc="render digits", disable=not progress, leave=False)):
+        rng = np.random.default_rng([seed, 7, k])
+        rel = f"digits/digits_s{seed}_{split}_{i:05d}{ext}"
+        write_video(out / rel, render_digits(rng, pools[split], frames), 10.0, codec)
+        splits[split].append(rel)
+    (out / "classes.txt").write_text("1 digits\n")
+    for split, items in splits.items():
+        (out / f"{split}.txt").write_text("".join(f"{p}\n" for p in items))
+    return {k: len(v) for k, v in splits.items()} | {"out": str(out)}
+
+
+__all__ = ["UNSEEN", "random_spec_unseen", "digit_images", "render_digits", "synthesize_digits", "SHAPES", "COLOURS",
+           "ACTIONS", "BACKGROUNDS", "DEFAULT_CODECS", "caption_for", "ClipSpec", "random_spec", "render",
+           "synthesize", "render_long_video"]

@@ -24,8 +24,8 @@ from .data import CaptionDataset, ClassifyDataset, ClipSet, Vocab, collate_capti
 from .metrics import caption_scores
 from encoders.config import DictConfig
 
-TASKS = ("classify", "caption")
-KINDS = {"classify": "video-classify", "caption": "video-caption"}
+TASKS = ("classify", "caption", "predict")
+KINDS = {"classify": "video-classify", "caption": "video-caption", "predict": "video-predict"}
 
 
 @dataclass(frozen=True)
@@ -43,23 +43,34 @@ class VideoTrainConfig(DictConfig):
     weight_decay: float = 1e-4
     seed: int = 0
     augment: bool = True
+    appearance_augment: bool = False  # caption: colour, size, speed and noise changes (data.appearance_augment)
     bow_weight: float = 0.2  # captioning: weight of the bag-of-words auxiliary loss (per word of the vocabulary)
     target: float | None = None  # stop once the validation metric reaches this
     init_from: str | None = None  # checkpoint whose frame CNN initialises this model's (transfer)
     max_steps: int | None = None
     progress: bool = True
     device: str = "auto"  # where training runs ("auto": CUDA when available)
+    frame_encoder: str = "small-cnn"  # or any torchvision classifier name (resnet18, mobilenet_v3_small, ...)
+    weights: str | None = None  # local state dict of that torchvision classifier (never downloaded)
+    freeze_encoder: bool = False  # encode every clip once, cache the features, train only the LSTM
+    context: int = 10  # predict: K frames seen
+    horizon: int = 10  # predict: N frames predicted
 
+
+
+def _as_input(x: torch.Tensor, fe: VideoFrontEndConfig) -> torch.Tensor:
+    """Stored uint8 clips (B, T, H, W, 3) -> normalised frames; cached frame features (B, T, F) as they are."""
+    from encoders.video import uint8_to_input
+
+    return uint8_to_input(x, fe) if x.dtype == torch.uint8 else x
 
 
 @torch.no_grad()
 def predict_logits(model, frames_u8: torch.Tensor, fe: VideoFrontEndConfig, batch_size: int = 64) -> torch.Tensor:
-    """uint8 clips (N, T, H, W, 3) -> logits (N, C), in eval mode."""
-    from encoders.video import uint8_to_input
-
+    """uint8 clips (N, T, H, W, 3) (or cached frame features (N, T, F)) -> logits (N, C), in eval mode."""
     model.eval()
     dev = next(model.parameters()).device
-    outs = [model(uint8_to_input(frames_u8[i:i + batch_size], fe).to(dev)).float().cpu()
+    outs = [model(_as_input(frames_u8[i:i + batch_size], fe).to(dev)).float().cpu()
             for i in range(0, len(frames_u8), batch_size)]
     return torch.cat(outs) if outs else torch.zeros(0, 0)
 
@@ -67,17 +78,87 @@ def predict_logits(model, frames_u8: torch.Tensor, fe: VideoFrontEndConfig, batc
 @torch.no_grad()
 def generate_captions(model, frames_u8: torch.Tensor, fe: VideoFrontEndConfig, vocab: Vocab, beam_size: int = 1,
                       max_len: int = 12, batch_size: int = 64) -> list[str]:
-    """uint8 clips (N, T, H, W, 3) -> one sentence per clip."""
-    from encoders.video import uint8_to_input
-
+    """uint8 clips (N, T, H, W, 3) (or cached frame features (N, T, F)) -> one sentence per clip."""
     model.eval()
     dev = next(model.parameters()).device
     out: list[str] = []
     for i in range(0, len(frames_u8), batch_size):
-        ids = model.generate(uint8_to_input(frames_u8[i:i + batch_size], fe).to(dev), vocab.bos, vocab.eos, max_len,
+        ids = model.generate(_as_input(frames_u8[i:i + batch_size], fe).to(dev), vocab.bos, vocab.eos, max_len,
                              beam_size)
         out += [vocab.decode(s) for s in ids]
     return out
+
+
+def encoder_kwargs(cfg: VideoTrainConfig) -> dict:
+    """The model-builder arguments that choose and freeze the frame encoder (none for the defaults,
+    so bundles of the small CNN keep their old model_config)."""
+    from encoders.video import SMALL_CNN
+
+    out = {}
+    if cfg.frame_encoder != SMALL_CNN:
+        out["frame_encoder"] = cfg.frame_encoder
+        out["feature_norm"] = True
+    if cfg.freeze_encoder:
+        out["freeze_encoder"] = True
+    return out
+
+
+def prepare_encoder(model: torch.nn.Module, cfg: VideoTrainConfig) -> None:
+    """Load ``cfg.weights`` into a torchvision frame encoder, or say on stderr that it is random."""
+    from encoders.video import SMALL_CNN
+
+    if cfg.frame_encoder == SMALL_CNN:
+        if cfg.weights:
+            raise ValueError("--weights needs a torchvision --frame-encoder (the small CNN trains from scratch)")
+        return
+    enc = model._encoder()
+    if cfg.weights:
+        enc.load_weights(cfg.weights)
+        print(f"video: frame encoder {cfg.frame_encoder} initialised from {cfg.weights}", file=sys.stderr)
+    else:
+        print(f"video: frame encoder {cfg.frame_encoder} is randomly initialised (no --weights given; nothing is "
+              "ever downloaded)", file=sys.stderr)
+
+
+def feature_cache_key(encoder_name: str, encoder: torch.nn.Module, fe: VideoFrontEndConfig, clips: ClipSet,
+                      flip: bool) -> str:
+    """What cached frame features depend on: encoder name and weights, front end, the clips (paths,
+    sizes, modification times) and whether the frames were flipped left-right."""
+    import hashlib
+
+    from encoders.video import weights_hash
+
+    from .data import _cache_key
+
+    text = json.dumps({"encoder": encoder_name, "weights": weights_hash(encoder), "front_end": fe.to_dict(),
+                       "clips": _cache_key(Path(clips.root), clips.paths, fe), "n": len(clips), "flip": flip},
+                      sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def frozen_features(model: torch.nn.Module, clips: ClipSet, fe: VideoFrontEndConfig, encoder_name: str,
+                    split: str, flip: bool = False, device: str | torch.device = "cpu",
+                    progress: bool = False) -> torch.Tensor:
+    """Frame features (N, T, F) of ``clips`` by ``model``'s frozen encoder, read from / written to
+    ``<data>/.cache/features-*.pt`` (key: :func:`feature_cache_key`)."""
+    from encoders.video import cached_features, uint8_to_input
+
+    enc = model._encoder()
+    key = feature_cache_key(encoder_name, enc, fe, clips, flip)
+    path = Path(clips.root) / ".cache" / f"features-{split}-{encoder_name}-{key}.pt"
+    dev = torch.device(device)
+    was = next(enc.parameters()).device
+    enc.to(dev)
+
+    def prepare(x):
+        x = x.flip(-2) if flip else x  # (B, T, H, W, 3): W is dim -2
+        return uint8_to_input(x, fe).to(dev)
+
+    feats, hit = cached_features(enc, clips.frames, path, key, batch_size=32, prepare=prepare, progress=progress)
+    enc.to(was)
+    print(f"video: {split}{' (flipped)' if flip else ''} features {tuple(feats.shape)} "
+          f"{'read from' if hit else 'cached in'} {path}", file=sys.stderr)
+    return feats
 
 
 def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool = True) -> dict:
@@ -86,6 +167,10 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
         raise ValueError(f"task must be one of {TASKS}")
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    if cfg.task == "predict":
+        from .predict import train_predict
+
+        return train_predict(data, out, cfg, resume)
     out = Path(out)
     fe = VideoFrontEndConfig.from_dict(cfg.frontend)
     train_set = load_clipset(data, "train", fe, progress=cfg.progress)
@@ -108,14 +193,42 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
                      target=cfg.target, device=cfg.device)
     data_desc = {"root": str(data), "train_clips": len(train_set), "val_clips": len(val_set),
                  "skipped": len(train_set.skipped) + len(val_set.skipped)}
+    enc_desc = "" if cfg.frame_encoder == "small-cnn" else (
+        f", {cfg.frame_encoder} frames{' (frozen)' if cfg.freeze_encoder else ''}")
     if cfg.task == "classify":
-        kwargs = {"num_classes": len(classes), **cfg.model_kwargs}
+        kwargs = {"num_classes": len(classes), **encoder_kwargs(cfg), **cfg.model_kwargs}
         meta = _bundle.make_meta(KINDS["classify"], cfg.model, kwargs, front_end=fe.to_dict(), labels=classes,
                                  task=cfg.to_dict(), data=data_desc,
                                  extras={"description": "labels a video clip with one of "
-                                                        f"{len(classes)} actions ({cfg.model})"})
+                                                        f"{len(classes)} actions ({cfg.model}{enc_desc})"})
         model = get_model(cfg.model, **kwargs)
-        ds = ClassifyDataset(train_set, fe, augment=cfg.augment, seed=cfg.seed)
+    else:
+        vocab = Vocab.build(train_set.captions)
+        kwargs = {"vocab_size": len(vocab), **encoder_kwargs(cfg), **cfg.model_kwargs}
+        meta = _bundle.make_meta(KINDS["caption"], cfg.model, kwargs, front_end=fe.to_dict(),
+                                 vocab=vocab.to_list(), task=cfg.to_dict(), data=data_desc,
+                                 extras={"description": "describes a video clip in one sentence "
+                                                        f"({len(vocab)}-word vocabulary{enc_desc})"})
+        model = get_model(cfg.model, **kwargs)
+    prepare_encoder(model, cfg)
+    if cfg.init_from and not (resume and (out / "last.pt").exists()):
+        copied = init_frame_cnn(model, cfg.init_from)
+        print(f"video: frame CNN initialised from {cfg.init_from} ({copied} tensors)", file=sys.stderr)
+    train_feats = val_input = None
+    if cfg.freeze_encoder:
+        if resume and (out / "last.pt").exists():  # the cache is keyed by the weights: use the saved ones
+            model.load_state_dict(_bundle.read(out / "last.pt")[0]["state_dict"])
+        from pipelines.trainer import resolve_device
+
+        dev = resolve_device(cfg.device)
+        flip = cfg.augment and cfg.task in ("classify", "caption")
+        train_feats = (frozen_features(model, train_set, fe, cfg.frame_encoder, "train", False, dev, cfg.progress),
+                       frozen_features(model, train_set, fe, cfg.frame_encoder, "train", True, dev, cfg.progress)
+                       if flip else None)
+        val_input = frozen_features(model, val_set, fe, cfg.frame_encoder, "val", False, dev, cfg.progress)
+    val_x = val_input if val_input is not None else val_set.frames
+    if cfg.task == "classify":
+        ds = ClassifyDataset(train_set, fe, augment=cfg.augment, seed=cfg.seed, features=train_feats)
 
         def loss_fn(m, batch):
             x, y = batch
@@ -123,20 +236,14 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
             return F.cross_entropy(logits, y), {"acc": float((logits.argmax(-1) == y).float().mean())}
 
         def evaluate(m):
-            logits = predict_logits(m, val_set.frames, fe)
+            logits = predict_logits(m, val_x, fe)
             acc = float((logits.argmax(-1) == val_set.labels).float().mean()) if len(val_set) else 0.0
             return {"accuracy": acc, "loss": float(F.cross_entropy(logits, val_set.labels)) if len(val_set) else 0.0}
 
         trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, bundle=meta)
     else:
-        vocab = Vocab.build(train_set.captions)
-        kwargs = {"vocab_size": len(vocab), **cfg.model_kwargs}
-        meta = _bundle.make_meta(KINDS["caption"], cfg.model, kwargs, front_end=fe.to_dict(),
-                                 vocab=vocab.to_list(), task=cfg.to_dict(), data=data_desc,
-                                 extras={"description": "describes a video clip in one sentence "
-                                                        f"({len(vocab)}-word vocabulary)"})
-        model = get_model(cfg.model, **kwargs)
-        ds = CaptionDataset(train_set, vocab, fe, augment=cfg.augment, seed=cfg.seed)
+        ds = CaptionDataset(train_set, vocab, fe, augment=cfg.augment, seed=cfg.seed, features=train_feats,
+                            appearance=cfg.appearance_augment)
         if len(ds) == 0:
             raise ValueError(f"{data}: no training captions (captions.csv missing or empty)")
 
@@ -159,15 +266,12 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
             keep = [i for i, c in enumerate(val_set.captions) if c]
             if not keep:
                 return {"exact_match": 0.0}
-            preds = generate_captions(m, val_set.frames[keep], fe, vocab)
+            preds = generate_captions(m, val_x[keep], fe, vocab)
             s = caption_scores({i: p for i, p in zip(keep, preds)}, {i: val_set.captions[i] for i in keep},
                                meteor=False)
             return {"exact_match": s["exact_match"], "bleu4": s["bleu4"]}
 
         trainer = Trainer(model, tc, ds, out, loss_fn, evaluate, collate_fn=collate_captions, bundle=meta)
-    if cfg.init_from and not (resume and (out / "last.pt").exists()):
-        copied = init_frame_cnn(model, cfg.init_from)
-        print(f"video: frame CNN initialised from {cfg.init_from} ({copied} tensors)", file=sys.stderr)
     result = trainer.fit(resume=resume)
     (out / "train_result.json").write_text(json.dumps(result, indent=2))
     return result
@@ -199,4 +303,5 @@ def _subset(cs: ClipSet, idx: torch.Tensor) -> ClipSet:
                    cs.classes, cs.skipped)
 
 
-__all__ = ["TASKS", "KINDS", "VideoTrainConfig", "predict_logits", "generate_captions", "train", "init_frame_cnn"]
+__all__ = ["TASKS", "KINDS", "VideoTrainConfig", "predict_logits", "generate_captions", "train", "init_frame_cnn",
+           "encoder_kwargs", "prepare_encoder", "feature_cache_key", "frozen_features"]
