@@ -27,7 +27,7 @@ demo: setup
 	$(MAKE) demo-long-memory demo-kws demo-video demo-music
 
 demo-long-memory: setup
-	$(PY) scripts/long_memory.py --T 100 --out runs/long_memory
+	$(PY) scripts/long_memory.py --T 100 --rnn-min-steps 0 --out runs/long_memory  # the RNN gets the LSTM's steps
 	$(PY) -m pipelines.cli explain --task adding --checkpoint runs/long_memory/lstm/best.pt \
 		--out runs/explain/gates-adding.png --overwrite
 	$(PY) scripts/long_memory.py --task cloze --out runs/cloze
@@ -39,6 +39,7 @@ demo-kws: setup
 
 demo-video: setup
 	$(PY) scripts/video.py demo --out runs/demo-video
+	$(PY) scripts/video.py demo --task predict --out runs/demo-video-predict
 
 demo-music: setup
 	$(PY) scripts/music.py demo --out runs/demo-music

@@ -10,8 +10,8 @@ import dataclasses
 import json
 import sys
 
-from ..cli_common import (add_debug, add_runtime, apply_runtime, bounded_int, main_for, positive_float,
-                          positive_int)
+from ..cli_common import (add_debug, add_runtime, apply_runtime, bounded_int, main_for, nonneg_int,
+                          positive_float, positive_int)
 
 
 def build_parser(p: argparse.ArgumentParser) -> None:
@@ -25,6 +25,8 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=positive_int, default=None,
                    help=f"step budget (adding: the LSTM's, {d.max_steps}; the RNN gets the steps the LSTM used; "
                         "cloze: every model's, 600)")
+    p.add_argument("--rnn-min-steps", type=nonneg_int, default=d.rnn_min_steps,
+                   help="adding: the tanh RNN trains max(LSTM's steps, this) steps (default %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate (adding {d.lr}, cloze 0.01)")
     p.add_argument("--lstm-hidden", type=positive_int, default=d.lstm_hidden)
@@ -43,8 +45,10 @@ def run_cmd(args) -> int:
     apply_runtime(args)
     if args.task == "cloze":
         return run_cloze_cmd(args)
-    cfg = LongMemoryConfig(T=args.T, max_steps=args.max_steps or LongMemoryConfig.max_steps, batch_size=args.batch_size, lr=args.lr or 1e-2,
+    cfg = LongMemoryConfig(T=args.T, max_steps=args.max_steps or LongMemoryConfig.max_steps,
+                           batch_size=args.batch_size, lr=args.lr or LongMemoryConfig.lr,
                            lstm_hidden=args.lstm_hidden, rnn_hidden=args.rnn_hidden, seed=args.seed,
+                           rnn_min_steps=args.rnn_min_steps,
                            progress=sys.stderr.isatty())
     if args.dry_run:
         cfg = dataclasses.replace(cfg, train_size=256, valid_size=64, test_size=64, max_steps=8, eval_every=4,
