@@ -83,26 +83,44 @@ def power_spectrum(wave: Tensor, cfg: FeatureConfig) -> Tensor:
     return torch.view_as_real(spec).pow(2).sum(-1)
 
 
-def log_mel(wave: Tensor, cfg: FeatureConfig = FeatureConfig()) -> Tensor:
-    """(B, N) float audio -> (B, T, n_mels) log-mel power in dB (10 log10, floored at ``amin``)."""
+def warped_filterbank(cfg: FeatureConfig, warp: Tensor) -> Tensor:
+    """Vocal-tract-length perturbation (Jaitly & Hinton 2013) as a warp of the mel filter bank:
+    (B,) factors -> (B, n_fft//2 + 1, n_mels) banks whose filter for frequency f reads the spectrum at
+    ``f * warp`` (linear interpolation along the bins): a factor > 1 shows every formant lower, as a
+    longer vocal tract would."""
     _, fb, _ = _tables(cfg)
-    mel = power_spectrum(wave, cfg) @ fb.to(wave.device)
+    fb = fb.to(warp.device)
+    n = fb.shape[0]
+    pos = (torch.arange(n, device=warp.device, dtype=torch.float32).unsqueeze(0) / warp.float().unsqueeze(1))
+    pos = pos.clamp(0, n - 1)  # (B, F): which original bin each bin's weights come from
+    lo = pos.floor().long().clamp(max=n - 2)
+    w = (pos - lo).unsqueeze(-1)
+    return fb[lo] * (1 - w) + fb[lo + 1] * w
+
+
+def log_mel(wave: Tensor, cfg: FeatureConfig = FeatureConfig(), warp: Tensor | None = None) -> Tensor:
+    """(B, N) float audio -> (B, T, n_mels) log-mel power in dB (10 log10, floored at ``amin``).
+    ``warp`` (B,): per-item VTLP factors (see :func:`warped_filterbank`); None = no warp."""
+    _, fb, _ = _tables(cfg)
+    power = power_spectrum(wave, cfg)
+    mel = power @ fb.to(wave.device) if warp is None else torch.bmm(power, warped_filterbank(cfg, warp))
     return 10.0 * torch.log10(mel.clamp_min(cfg.amin))
 
 
-def mfcc(wave: Tensor, cfg: FeatureConfig = FeatureConfig()) -> Tensor:
+def mfcc(wave: Tensor, cfg: FeatureConfig = FeatureConfig(), warp: Tensor | None = None) -> Tensor:
     """(B, N) float audio -> (B, T, n_mfcc) MFCC (DCT-II, ortho, of the dB log-mel; librosa's
     ``mfcc(S=power_to_db(melspectrogram(..., center=False), top_db=None))``)."""
     _, _, dct = _tables(cfg)
-    return log_mel(wave, cfg) @ dct.to(wave.device)
+    return log_mel(wave, cfg, warp) @ dct.to(wave.device)
 
 
-def features(wave: Tensor, cfg: FeatureConfig = FeatureConfig()) -> Tensor:
-    """The configured feature: (B, N) or (N,) audio -> (B, T, D) (a 1-D input gives (T, D))."""
+def features(wave: Tensor, cfg: FeatureConfig = FeatureConfig(), warp: Tensor | None = None) -> Tensor:
+    """The configured feature: (B, N) or (N,) audio -> (B, T, D) (a 1-D input gives (T, D)).
+    ``warp``: optional (B,) VTLP factors (training augmentation)."""
     squeeze = wave.dim() == 1
     if squeeze:
         wave = wave.unsqueeze(0)
-    out = mfcc(wave, cfg) if cfg.kind == "mfcc" else log_mel(wave, cfg)
+    out = mfcc(wave, cfg, warp) if cfg.kind == "mfcc" else log_mel(wave, cfg, warp)
     return out[0] if squeeze else out
 
 
@@ -113,8 +131,8 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self.cfg = cfg
 
-    def forward(self, wave: Tensor) -> Tensor:
-        return features(wave, self.cfg)
+    def forward(self, wave: Tensor, warp: Tensor | None = None) -> Tensor:
+        return features(wave, self.cfg, warp)
 
 
 class StreamingFrames:
@@ -159,11 +177,31 @@ class AugmentConfig(DictConfig):
     freq_mask_max: int = 5
     gain_db: tuple[float, float] = (-10.0, 6.0)  # random level of the speech itself
     speed: tuple[float, float] = (0.88, 1.12)  # speed perturbation (tempo and pitch together): new voices
-
+    # channel and speaker robustness (issue #9): each applies to a clip with its probability
+    vtlp: tuple[float, float] = (1.0, 1.0)  # vocal-tract-length warp of the mel bank (1, 1: off)
+    reverb_prob: float = 0.0  # room reverberation (exponentially decaying noise impulse response)
+    rt60: tuple[float, float] = (0.15, 0.8)  # its reverberation time in seconds
+    eq_prob: float = 0.0  # microphone / loudspeaker colouring: a random smooth gain curve over frequency
+    eq_db: float = 10.0  # ... up to +-eq_db at its control points
+    phone_prob: float = 0.0  # telephone channel: band 300-3400 Hz, 8 kHz, 8-bit mu-law
+    clip_prob: float = 0.0  # hard clipping at 30-80 % of the peak
+    babble_prob: float = 0.0  # 1-3 other clips spoken over this one
+    babble_snr_db: tuple[float, float] = (5.0, 20.0)
 
     @classmethod
     def off(cls) -> "AugmentConfig":
         return cls(noise_prob=0.0, shift_ms=0.0, time_masks=0, freq_masks=0, gain_db=(0.0, 0.0), speed=(1.0, 1.0))
+
+    @classmethod
+    def basic(cls) -> "AugmentConfig":
+        """The recipe before issue #9: noise, shift, gain, speed, SpecAugment; no channel augmentation."""
+        return cls()
+
+    @classmethod
+    def robust(cls) -> "AugmentConfig":
+        """Speaker and channel augmentation on top of :meth:`basic` (issue #9)."""
+        return cls(vtlp=(0.85, 1.18), reverb_prob=0.3, eq_prob=0.5, phone_prob=0.15, clip_prob=0.05,
+                   babble_prob=0.15, snr_db=(3.0, 30.0), speed=(0.85, 1.18))
 
 
 def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
@@ -179,6 +217,72 @@ def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
         return out[s: s + n]
     left = (n - m) // 2
     return np.pad(out, (left, n - m - left))
+
+
+def reverberate(wave: np.ndarray, rng: np.random.Generator, rt60: float, sr: int = 16000) -> np.ndarray:
+    """Convolve (N,) audio with a simulated room: a direct path plus exponentially decaying noise
+    (energy falls 60 dB in ``rt60`` s) after a 2-10 ms pre-delay; the RMS is kept."""
+    from scipy.signal import fftconvolve
+
+    n = max(int(min(rt60, 1.0) * sr), 16)
+    t = np.arange(n) / sr
+    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)
+    delay = int(rng.uniform(0.002, 0.010) * sr)
+    tail[:delay] = 0.0
+    ir = tail * 10 ** (rng.uniform(-6, 3) / 20) / max(float(np.sqrt(np.sum(tail ** 2))), 1e-8)  # direct-to-reverb ratio
+    ir[0] = 1.0
+    out = fftconvolve(wave, ir)[: len(wave)]
+    return (out * (np.sqrt(np.mean(wave ** 2)) / max(float(np.sqrt(np.mean(out ** 2))), 1e-8))).astype(np.float32)
+
+
+def random_eq(wave: np.ndarray, rng: np.random.Generator, max_db: float, sr: int = 16000) -> np.ndarray:
+    """Colour (N,) audio with a random smooth gain curve: +-``max_db`` at 8 log-spaced points from 60 Hz to
+    Nyquist plus a random tilt, interpolated over log frequency (a microphone, a small loudspeaker).
+    The RMS is kept."""
+    spec = np.fft.rfft(wave)
+    f = np.fft.rfftfreq(len(wave), 1 / sr)
+    pts = np.geomspace(60.0, sr / 2, 8)
+    db = rng.uniform(-max_db, max_db, len(pts)) + rng.uniform(-1, 1) * max_db * np.linspace(-1, 1, len(pts))
+    gain = 10 ** (np.interp(np.log(np.maximum(f, 1.0)), np.log(pts), db) / 20)
+    out = np.fft.irfft(spec * gain, n=len(wave))
+    return (out * (np.sqrt(np.mean(wave ** 2)) / max(float(np.sqrt(np.mean(out ** 2))), 1e-8))).astype(np.float32)
+
+
+def mu_law(wave: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Quantise [-1, 1] audio through ``bits``-bit mu-law (G.711 style: encode, then decode)."""
+    mu = 2 ** bits - 1
+    x = np.clip(wave, -1, 1)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    y = np.round((y + 1) / 2 * mu) / mu * 2 - 1
+    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+def telephone(wave: np.ndarray, sr: int = 16000, band: tuple[float, float] | None = (300.0, 3400.0)) -> np.ndarray:
+    """A telephone channel: (optional) band-pass, down to 8 kHz, 8-bit mu-law, back up to ``sr``.
+    Deterministic; the level is normalised to a 0.5 peak before the codec (as an AGC would)."""
+    from scipy.signal import resample_poly
+
+    from math import gcd
+
+    x = np.asarray(wave, np.float64)
+    if band is not None:
+        spec = np.fft.rfft(x)
+        f = np.fft.rfftfreq(len(x), 1 / sr)
+        lo, hi = band
+        gain = np.clip((f - lo * 0.7) / (lo * 0.3), 0, 1) * np.clip((hi * 1.15 - f) / (hi * 0.15), 0, 1)
+        x = np.fft.irfft(spec * gain, n=len(x))
+    peak = max(float(np.abs(x).max()), 1e-8)
+    g = gcd(8000, sr)
+    narrow = resample_poly(x / peak * 0.5, 8000 // g, sr // g)
+    back = resample_poly(mu_law(narrow), sr // g, 8000 // g)[: len(x)]
+    back = np.pad(back, (0, len(x) - len(back)))
+    return (back * peak / 0.5).astype(np.float32)
+
+
+def hard_clip(wave: np.ndarray, level: float) -> np.ndarray:
+    """Clip (N,) audio at ``level`` x its peak, then restore the peak (an overdriven input)."""
+    peak = max(float(np.abs(wave).max()), 1e-8)
+    return (np.clip(wave, -level * peak, level * peak) / level).astype(np.float32)
 
 
 def time_shift(wave: Tensor, shift: int) -> Tensor:
@@ -242,5 +346,6 @@ def sample_spec_masks(rng: np.random.Generator, n_frames: int, n_features: int, 
 
 
 __all__ = ["FeatureConfig", "FeatureExtractor", "StreamingFrames", "features", "mfcc", "log_mel", "speed_perturb",
+           "warped_filterbank", "reverberate", "random_eq", "mu_law", "telephone", "hard_clip",
            "power_spectrum", "frames", "AugmentConfig", "time_shift", "mix_noise", "rms", "spec_augment",
            "sample_spec_masks"]

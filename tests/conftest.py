@@ -36,3 +36,21 @@ def music_run(music_corpus) -> Path:
     rc = main(["train", "--data", str(music_corpus), "--out", str(run), "--epochs", "2", *MUSIC_TINY])
     assert rc == 0 and (run / "best.pt").is_file()
     return run
+
+
+# --- kws streaming (live / export tests) ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def kws_stream_recording(tmp_path_factory) -> Path:
+    """A short recording of held-out synthesised voices saying yes/no over noise (``stream-wav`` of a tiny
+    ``synth`` set, both through the real CLI), with its truth .json beside it."""
+    from pipelines.kws.cli import main
+
+    d = tmp_path_factory.mktemp("kws_stream")
+    rc = main(["synth", "--out", str(d / "data"), "--words", "yes", "no", "--variants-per-accent", "1",
+               "--flite-takes", "1", "--espeak-takes", "1"])
+    assert rc == 0
+    wav = d / "long.wav"
+    rc = main(["stream-wav", "--data", str(d / "data"), "--out", str(wav), "--words", "yes", "no", "--keywords", "6",
+               "--unknown", "0"])
+    assert rc == 0 and wav.is_file()
+    return wav

@@ -342,10 +342,12 @@ def test_ship_quick_writes_loadable_bundles(tmp_path):
         model, b = bundle.load(tmp_path / "models" / f"{row['name']}.pt", "kws")
         assert b["extras"]["description"] and b["metrics"]["held_out"] == row["held_out"]
         assert row["held_out"]["test_n"] > 0 and row["held_out"]["stream_keywords"] > 0
+        for engine in ("espeak", "flite"):  # leave-one-engine-out figures beside the by-voice ones
+            assert 0 <= row["held_out"][f"loeo_{engine}_accuracy"] <= 1 and row["held_out"][f"loeo_{engine}_n"] > 0
         assert row["size_bytes"] == (tmp_path / "models" / f"{row['name']}.pt").stat().st_size <= 3e6
         assert "trainer" not in b and b["state_dict"]["head.weight"].dtype == torch.float16
         assert b["labels"][2:] == (["yes", "no"] if row["name"] == "kws" else ["zero", "one"])
     # a second ship reuses the synthesised data
     before = (tmp_path / "work" / "data" / "synth.json").stat().st_mtime_ns
-    ship(tmp_path / "work", tmp_path / "models2", quick=True)
+    ship(tmp_path / "work", tmp_path / "models2", quick=True, loeo=False)
     assert (tmp_path / "work" / "data" / "synth.json").stat().st_mtime_ns == before

@@ -90,7 +90,8 @@ def test_augmentation_is_seeded_and_optional(layout):
     # all augmentation off: the last second is the clip itself
     clean = KWSTrainSet(tr, [], labels, AugmentConfig.off(), seed=3)
     for i in range(len(clean.kw)):
-        wave, label, tm, fm, _ = clean[i]
+        wave, label, tm, fm, _, warp = clean[i]
+        assert warp == 1.0
         assert wave.shape == (PREFIX + CLIP,)
         assert torch.equal(wave[-CLIP:], to_float(tr.waves[clean.kw[i]])) and label == int(tr.labels[clean.kw[i]])
         assert (tm[:, 1] == 0).all() and (fm[:, 1] == 0).all()

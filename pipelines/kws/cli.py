@@ -2,9 +2,12 @@
 
     lstm-media kws predict clip.wav ... [--json]           # the shipped 12-class model (--checkpoint kws-digits: digits)
     lstm-media kws detect long.wav [--json]                # streaming detection: "time_s word score" + real-time factor
+    lstm-media kws detect --mic [--device-index N] [--seconds S]   # live from an input device (--list-devices)
+    lstm-media kws export kws --format onnx|torchscript [--int8] --out DIR   # streaming model (+ --engine onnx DIR)
     lstm-media kws synth --out data/kws                    # the offline Speech Commands-layout dataset
     lstm-media kws train --data data/kws --out runs/kws [--preset digits | --words a b c] [--epochs N] [--fresh]
     lstm-media kws eval --data data/kws [--checkpoint runs/kws/best.pt] [--png cm.png] [--json]
+    lstm-media kws enroll --word hello a.wav b.wav ... --data data/kws --out runs/hello   # your own word(s)
     lstm-media kws stream-wav --data data/kws --out long.wav   # a long test recording (+ truth .json)
     lstm-media kws demo --out runs/demo-kws
 
@@ -37,7 +40,7 @@ def _checkpoint_arg(p):
 
 
 def build_parser(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{synth,train,eval,predict,stream-wav,detect,demo}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{synth,train,eval,predict,stream-wav,detect,export,demo}")
 
     s = add_command(sub, "synth", cmd_synth, "write the offline Speech Commands-layout dataset (espeak-ng + flite)")
     s.add_argument("--out", default="data/kws", help="dataset folder (default %(default)s)")
@@ -64,7 +67,13 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     t.add_argument("--layers", type=positive_int, default=None, help="LSTM layers (2)")
     t.add_argument("--bidirectional", action="store_true", help="pools over time; cannot stream (detect)")
     t.add_argument("--features", choices=["mfcc", "logmel"], default=None)
-    t.add_argument("--no-augment", action="store_true", help="switch off noise, shift and SpecAugment")
+    t.add_argument("--no-augment", action="store_true", help="switch off every augmentation")
+    t.add_argument("--augment", choices=["robust", "basic"], default=None,
+                   help="basic (default): noise, shift, gain, speed, SpecAugment; robust: also speaker and channel "
+                        "augmentation (VTLP, room, EQ, telephone, babble, clipping; slower to converge)")
+    t.add_argument("--holdout-engine", default=None, metavar="ENGINE",
+                   help="leave-one-engine-out: train without this engine's clips (espeak or flite in synthesised "
+                        "data) and test on all of them; reported beside the by-voice test")
     t.add_argument("--max-steps", type=positive_int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start over")
@@ -76,6 +85,10 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="auto", choices=["auto", "training", "validation", "testing", "all"],
                    help="auto: the testing list when the folder has list files, else every file")
+    e.add_argument("--engine", default=None, metavar="ENGINE",
+                   help="only the clips of this engine (synthesised data), e.g. a model's left-out engine")
+    e.add_argument("--telephone", action="store_true",
+                   help="pass every clip through an 8 kHz 8-bit mu-law telephone channel (300-3400 Hz) first")
     e.add_argument("--png", default=None, help="write the confusion matrix to this PNG")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --png")
     e.add_argument("--json", action="store_true")
@@ -86,6 +99,24 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     r.add_argument("files", nargs="+")
     r.add_argument("--json", action="store_true")
     add_runtime(r)
+
+    n = add_command(sub, "enroll", cmd_enroll,
+                    "add your own word(s) from a few recordings: fine-tunes a kws model into a new bundle")
+    n.add_argument("--word", action="append", nargs="+", required=True, metavar=("WORD", "FILE"),
+                   help="a new word and its recordings (5-10 WAVs of any rate/channels); repeat for more words")
+    n.add_argument("--data", required=True,
+                   help="Speech Commands-layout folder with the model's words (e.g. from 'kws synth'): keeps the "
+                        "old classes with their own data")
+    n.add_argument("--out", required=True, help="run folder (writes OUT/best.pt, OUT/enroll_report.json)")
+    _checkpoint_arg(n)
+    n.add_argument("--epochs", type=positive_int, default=None, help="(4)")
+    n.add_argument("--lr", type=positive_float, default=None, help="(1e-3)")
+    n.add_argument("--old-per-class", type=positive_int, default=None,
+                   help="clips per old class used for fine-tuning (300)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start over")
+    n.add_argument("--json", action="store_true")
+    add_runtime(n)
 
     w = add_command(sub, "stream-wav", cmd_stream_wav,
                     "write a long recording of held-out voices over noise (+ truth .json)")
@@ -99,10 +130,22 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--overwrite", action="store_true")
 
-    d = add_command(sub, "detect", cmd_detect, "streaming keyword detection over a recording of any length")
-    _checkpoint_arg(d)
-    d.add_argument("file")
-    d.add_argument("--block-ms", type=positive_float, default=None, help="audio per model call (500)")
+    d = add_command(sub, "detect", cmd_detect, "streaming keyword detection over a recording of any length, "
+                                               "or live from a microphone (--mic)")
+    d.add_argument("--checkpoint", default=None,
+                   help="--engine torch: a kws checkpoint file or shipped model name (default: the shipped 'kws'); "
+                        "--engine onnx|torchscript: the folder `lstm-media kws export` wrote")
+    d.add_argument("file", nargs="?", default=None, help="the recording (or --mic)")
+    d.add_argument("--engine", choices=["torch", "onnx", "torchscript"], default="torch",
+                   help="torch: the PyTorch checkpoint (default); onnx / torchscript: an exported folder")
+    d.add_argument("--mic", action="store_true", help="listen to an input device (sounddevice/PortAudio); Ctrl-C "
+                                                      "ends with a summary (exit 0)")
+    d.add_argument("--device-index", type=nonneg_int, default=None,
+                   help="--mic: input device number (--list-devices; default: the system's default input)")
+    d.add_argument("--seconds", type=positive_float, default=None, help="--mic: stop after this much audio")
+    d.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
+    d.add_argument("--block-ms", type=positive_float, default=None,
+                   help="audio per model call (500 for a file, 100 with --mic)")
     d.add_argument("--average-ms", type=positive_float, default=None, help="posterior smoothing window (500)")
     d.add_argument("--threshold", type=unit_interval, default=None, help="smoothed posterior to fire (0.7)")
     d.add_argument("--suppression-ms", type=nonneg_float, default=None, help="quiet time after a detection (1500)")
@@ -110,6 +153,15 @@ def build_parser(p: argparse.ArgumentParser) -> None:
                                                  "holds a truth list)")
     d.add_argument("--json", action="store_true")
     add_runtime(d)
+
+    x = add_command(sub, "export", cmd_export, "write a streaming model (audio block + state in, posteriors + "
+                                                "state out) as ONNX or TorchScript, optionally int8")
+    x.add_argument("checkpoint", help="a kws checkpoint file or shipped model name (e.g. kws)")
+    x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    x.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the LSTM and output layer")
+    x.add_argument("--out", required=True, help="folder to write (model.onnx or model.pt, and meta.json)")
+    x.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    x.add_argument("--json", action="store_true")
 
     m = add_command(sub, "demo", cmd_demo, "synth -> train -> eval -> detect, end to end")
     m.add_argument("--out", default="runs/demo-kws")
@@ -147,6 +199,10 @@ def _train_config(args):
         cfg = replace(cfg, bidirectional=True)
     if args.no_augment:
         cfg = replace(cfg, augment=AugmentConfig.off())
+    elif args.augment is not None:
+        cfg = replace(cfg, augment=getattr(AugmentConfig, args.augment)())
+    if args.holdout_engine is not None:
+        cfg = replace(cfg, holdout_engine=args.holdout_engine)
     return cfg
 
 
@@ -208,6 +264,10 @@ def cmd_train(args) -> dict:
         acc = "-" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.4f}"
         log(f"test accuracy {acc} on {summary['test_n']} clips of held-out voices; "
             f"training {summary['train_seconds']} s; checkpoint {summary['checkpoint']}")
+        if summary.get("holdout_engine"):
+            h = summary["holdout_engine"]
+            log(f"left-out engine {h['engine']}: accuracy {h['accuracy']:.4f} on {h['n']} clips "
+                f"(trained on {', '.join(h['trained_on'])})")
     return summary
 
 
@@ -219,11 +279,13 @@ def cmd_eval(args) -> dict:
         raise UserError(f"--data {args.data}: no such dataset folder")
     png = check_output(args.png, [args.checkpoint], args.overwrite, "--png") if args.png else None
     rep = evaluate_checkpoint(args.checkpoint, args.data, png, split=None if args.split == "all" else args.split,
-                              progress=_progress(), device=device)
+                              progress=_progress(), device=device, engine=args.engine, telephone=args.telephone)
     if args.json:
         print(json.dumps(rep))
     else:
         print(f"accuracy {rep['accuracy']:.4f} on {rep['n']} clips ({rep['split']}), skipped {rep['skipped']}")
+        for e, v in (rep.get("by_engine") or {}).items():
+            print(f"  engine {e}: {v['accuracy']:.4f} on {v['n']} clips")
         for k, v in rep["per_class"].items():
             print(f"  {k:>10s} {'-' if v is None else f'{v:.3f}'}")
         if png is not None:
@@ -244,6 +306,42 @@ def cmd_predict(args):
     if not any("label" in r for r in res):
         raise UserError(f"none of the {len(res)} files could be read as audio")
     return res
+
+
+def cmd_enroll(args) -> dict:
+    from .enroll import EnrollConfig, enroll
+
+    device = apply_runtime(args)
+    words: dict[str, list[str]] = {}
+    for entry in args.word:
+        w, files = entry[0], entry[1:]
+        if not files:
+            raise UserError(f"--word {w}: name its recordings after the word (--word {w} a.wav b.wav ...)")
+        if w in words:
+            raise UserError(f"--word {w} given twice")
+        if w.startswith("_") or Path(w).suffix.lower() in (".wav", ".flac", ".ogg"):
+            raise UserError(f"--word {w}: a word comes first, then its recordings")
+        words[w] = files
+    if not Path(args.data).is_dir():
+        raise UserError(f"--data {args.data}: no such dataset folder")
+    cfg = EnrollConfig(seed=args.seed)
+    for k, v in (("epochs", args.epochs), ("lr", args.lr), ("old_per_class", args.old_per_class)):
+        if v is not None:
+            cfg = replace(cfg, **{k: v})
+    out = Path(args.out)
+    inputs = [f for fs in words.values() for f in fs] + ([args.checkpoint] if args.checkpoint else [])
+    for f in inputs:
+        if Path(f).resolve().parent == out.resolve():
+            raise UserError(f"--out {out} holds the input {f}; choose another folder")
+    summary = enroll(words, args.data, out, args.checkpoint, cfg, progress=_progress(), resume=not args.fresh,
+                     device=device)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        log(f"enrolled {', '.join(words)}: old classes' test accuracy {summary['old_classes_test_accuracy_before']:.4f}"
+            f" -> {summary['old_classes_test_accuracy_after']:.4f} ({summary['test_n']} clips); "
+            f"{summary['train_seconds']} s; checkpoint {summary['checkpoint']}")
+    return summary
 
 
 def cmd_stream_wav(args):
@@ -269,17 +367,96 @@ def cmd_stream_wav(args):
     return truth
 
 
+def _detector_source(args, device: str):
+    """(model or None, engine or None, labels, DetectConfig, description) for ``detect``'s --engine."""
+    import torch
+
+    from .stream import DetectConfig
+
+    if args.engine == "torch":
+        from .train import load
+
+        model, b = load(args.checkpoint, device, "lstm-media kws detect")
+        if getattr(model, "bidirectional", False):
+            raise UserError(f"{b['path']}: a bidirectional model needs whole clips and cannot stream; use predict")
+        saved, labels, engine, source = b["extras"].get("detect_config"), b["labels"], None, b["path"]
+    else:
+        from .export import load_engine
+
+        if args.checkpoint is None:
+            raise UserError(f"--engine {args.engine} needs --checkpoint DIR: a folder written by "
+                            f"`lstm-media kws export CHECKPOINT --format {args.engine} --out DIR`")
+        if device != "cpu":
+            log(f"note: --engine {args.engine} runs on the CPU")
+        engine = load_engine(args.checkpoint, args.engine, threads=torch.get_num_threads())  # --threads
+        model, saved, labels, source = None, engine.meta.get("detect_config"), engine.labels, str(args.checkpoint)
+    cfg = DetectConfig.from_dict({**DetectConfig().to_dict(), **(saved or {})})
+    for k in ("block_ms", "average_ms", "threshold", "suppression_ms"):
+        if getattr(args, k) is not None:
+            cfg = replace(cfg, **{k: getattr(args, k)})
+    return model, engine, labels, cfg, source
+
+
+def _list_devices(args):
+    from .live import input_devices
+
+    devs = input_devices()
+    if args.json:
+        print(json.dumps({"input_devices": devs}))
+    elif not devs:
+        print("no input devices")
+    for d in [] if args.json else devs:
+        print(f"{d['index']:3d}{' *' if d['default'] else '  '} {d['name']} ({d['channels']} ch, "
+              f"{d['default_samplerate']:.0f} Hz)")
+    return {"input_devices": devs}
+
+
+def _detect_mic(args, model, engine, labels, cfg, source):
+    from .live import run_mic, sounddevice
+    from .stream import StreamingDetector
+
+    if args.file is not None:
+        raise UserError("give either a FILE or --mic, not both")
+    if args.truth is not None:
+        raise UserError("--truth scores a recording; it does not apply to --mic")
+    sounddevice()  # PortAudio present, or one error line before anything is printed
+    det = StreamingDetector(model, labels, cfg, engine=engine)
+
+    def emit(d):
+        t, w, s = d
+        print(json.dumps({"time_s": t, "word": w, "score": s}) if args.json else f"{t:.2f} {w} {s:.3f}", flush=True)
+
+    block_ms = args.block_ms if args.block_ms is not None else 100.0
+    log(f"listening ({'default input' if args.device_index is None else f'input device {args.device_index}'}, "
+        f"{det.fc.sample_rate} Hz, {block_ms:g} ms blocks, {args.engine} engine); Ctrl-C to stop")
+    res = run_mic(det, args.device_index, args.seconds, block_ms, emit)
+    res.update({"config": cfg.to_dict(), "checkpoint": source, "engine": args.engine})
+    counts = ", ".join(f"{w} {n}" for w, n in sorted(res["counts"].items())) or "none"
+    if args.json:
+        print(json.dumps({"summary": {k: v for k, v in res.items() if k != "detections"}}))
+    else:
+        print(f"{'stopped' if res['interrupted'] else 'done'} after {res['seconds_audio']:.1f} s of audio: "
+              f"{len(res['detections'])} detections ({counts}); real-time factor {res['rtf']:.4f}"
+              + (f"; {res['overflows']} input overflows" if res["overflows"] else ""))
+    return res
+
+
 def cmd_detect(args):
     import torch
 
     from encoders.io.audio import load_audio
 
-    from .stream import DetectConfig, detect, score_detections
-    from .train import load
+    from .stream import detect, score_detections
 
     device = apply_runtime(args)
+    if args.list_devices:
+        return _list_devices(args)
+    if not args.mic and args.file is None:
+        raise UserError("name a recording to scan (FILE), or listen with --mic")
+    if not args.mic and (args.device_index is not None or args.seconds is not None):
+        raise UserError("--device-index and --seconds go with --mic")
     truth, truth_path = None, None
-    if args.truth is not None:  # asked for: it must be a truth list
+    if args.truth is not None and not args.mic:  # asked for: it must be a truth list
         truth_path = Path(args.truth)
         if not truth_path.is_file():
             raise UserError(f"--truth {truth_path}: no such file")
@@ -287,14 +464,11 @@ def cmd_detect(args):
         if truth is None:
             raise UserError(f"--truth {truth_path}: not a truth list (a JSON list of {{\"word\", \"time_s\", "
                             "\"keyword\"}} as stream-wav writes)")
-    model, b = load(args.checkpoint, device, "lstm-media kws detect")
-    cfg = DetectConfig.from_dict({**DetectConfig().to_dict(), **(b["extras"].get("detect_config") or {})})
-    for k in ("block_ms", "average_ms", "threshold", "suppression_ms"):
-        if getattr(args, k) is not None:
-            cfg = replace(cfg, **{k: getattr(args, k)})
-    if getattr(model, "bidirectional", False):
-        raise UserError(f"{b['path']}: a bidirectional model needs whole clips and cannot stream; use predict")
-    wave = load_audio(args.file, sr=model.feature_config.sample_rate)
+    model, engine, labels, cfg, source = _detector_source(args, device)
+    if args.mic:
+        return _detect_mic(args, model, engine, labels, cfg, source)
+    sr = model.feature_config.sample_rate if engine is None else engine.fc.sample_rate
+    wave = load_audio(args.file, sr=sr)
     if truth is None:  # the guess: FILE's .json, used only when it is a truth list
         guess = Path(args.file).with_suffix(".json")
         if guess.is_file():
@@ -303,12 +477,13 @@ def cmd_detect(args):
                 log(f"warning: {guess} is not a truth list; not scoring")
             else:
                 truth_path = guess
-    res = detect(model, b["labels"], wave, cfg)
+    res = detect(model, labels, wave, cfg, engine=engine)
     if truth is not None:
         res["score"] = score_detections(res["detections"], truth)
         res["truth"] = str(truth_path)
     res["config"] = cfg.to_dict()
-    res["checkpoint"] = b["path"]
+    res["checkpoint"] = source
+    res["engine"] = args.engine
     if args.json:
         print(json.dumps(res))
     else:
@@ -316,10 +491,23 @@ def cmd_detect(args):
             print(f"{t:.2f} {w} {s:.3f}")
         threads = torch.get_num_threads()
         print(f"real-time factor {res['rtf']:.5f} ({res['seconds_compute']:.3f} s for {res['seconds_audio']:.1f} s "
-              f"of audio, {threads} thread{'s' if threads != 1 else ''}, {device})")
+              f"of audio, {threads} thread{'s' if threads != 1 else ''}, "
+              f"{device if args.engine == 'torch' else args.engine + ' engine, cpu'})")
         if "score" in res:
             sc = res["score"]
             print(f"hits {sc['hits']}/{sc['keywords']}, misses {sc['misses']}, false alarms {sc['false_alarms']}")
+    return res
+
+
+def cmd_export(args) -> dict:
+    from .export import export
+
+    res = export(args.checkpoint, args.out, args.format, args.int8, args.overwrite)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        log(f"wrote {res['file']} ({res['bytes'] / 1e6:.2f} MB, {res['format']}{', int8' if res['int8'] else ''}) "
+            f"and {Path(res['out']) / 'meta.json'}; max |posterior - PyTorch| on a test block {res['max_abs_diff']:.2e}")
     return res
 
 

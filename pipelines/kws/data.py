@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from encoders.audio import AugmentConfig, mix_noise, sample_spec_masks, speed_perturb, time_shift
+from encoders.audio import (AugmentConfig, hard_clip, mix_noise, random_eq, reverberate, sample_spec_masks,
+                            speed_perturb, telephone, time_shift)
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.audio import load_audio
 
@@ -69,11 +70,42 @@ def load_clip(path: str | Path, length: int | None = CLIP) -> np.ndarray:
     return w
 
 
+ENGINES = ("espeak", "flite")  # the generators of pipelines.kws.synth: a voice id starts with "<engine>-"
+
+
+def speaker_of(path: str | Path) -> str:
+    """The speaker (voice) part of a Speech Commands file name: what precedes ``_nohash_``."""
+    return re.sub(r"_nohash_.*$", "", os.path.basename(str(path)))
+
+
+def engine_of(path: str | Path, voices: dict[str, str] | None = None) -> str | None:
+    """The speech engine that spoke a clip: from ``voices`` (voice id -> engine, as ``synth.json``
+    records), else from the voice id's prefix (``espeak-en-us-m3`` -> ``espeak``); None for a human
+    recording (a Speech Commands speaker hash has no engine prefix)."""
+    spk = speaker_of(path)
+    if voices and spk in voices:
+        return voices[spk]
+    head = spk.split("-", 1)[0]
+    return head if head in ENGINES else None
+
+
+def synth_voices(root: str | Path) -> dict[str, str]:
+    """voice id -> engine from ``root/synth.json`` (empty when absent or foreign)."""
+    import json
+
+    f = Path(root) / "synth.json"
+    try:
+        return {v["id"]: v["engine"] for v in json.loads(f.read_text())["voices"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 @dataclass
 class Item:
     path: Path
     word: str  # the folder name
     split: str  # "training", "validation" or "testing"
+    engine: str | None = None  # the engine that spoke it (synthesised data), None for recordings
 
 
 @dataclass
@@ -87,6 +119,16 @@ class DatasetIndex:
 
     def split(self, name: str) -> list[Item]:
         return [it for it in self.items if it.split == name]
+
+    @property
+    def engines(self) -> list[str]:
+        """The engines that spoke this folder's clips (empty for recordings)."""
+        return sorted({it.engine for it in self.items if it.engine})
+
+    def subset(self, keep) -> "DatasetIndex":
+        """The same folder with only the items for which ``keep(item)`` is true."""
+        return DatasetIndex(self.root, [it for it in self.items if keep(it)], self.noise_files, self.has_lists,
+                            self.list_outside, self.list_missing)
 
 
 def read_list(root: Path, f: Path) -> tuple[list[str], int]:
@@ -136,6 +178,7 @@ def scan_dataset(root: str | Path, validation_percentage: float = 10.0, testing_
             for e in entries:
                 listed[e] = name
     items = []
+    voices = synth_voices(root)
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for f in sorted(d.iterdir()):
             if f.suffix.lower() not in AUDIO_EXT or not f.is_file():
@@ -143,7 +186,7 @@ def scan_dataset(root: str | Path, validation_percentage: float = 10.0, testing_
             rel = f"{d.name}/{f.name}"
             split = (listed.pop(rel, "training") if has_lists
                      else which_set(rel, validation_percentage, testing_percentage))
-            items.append(Item(f, d.name, split))
+            items.append(Item(f, d.name, split, engine_of(f.name, voices)))
     noise_dir = root / BACKGROUND
     noise = sorted(p for p in noise_dir.iterdir() if p.suffix.lower() in AUDIO_EXT) if noise_dir.is_dir() else []
     return DatasetIndex(root, items, noise, has_lists, list_outside=outside, list_missing=len(listed))
@@ -207,6 +250,7 @@ class TaskSplit:
     is_unknown: torch.Tensor  # (N,) bool
     n_silence: int
     n_unknown: int  # unknowns to use (a subset of the pool, as in TensorFlow's setup)
+    engines: list = field(default_factory=list)  # (N,) engine of each clip (None: a recording)
 
 
 def build_split(index: DatasetIndex, split: str | None, labels: list[str], skipped: SkipCounter,
@@ -220,7 +264,8 @@ def build_split(index: DatasetIndex, split: str | None, labels: list[str], skipp
     unk = y == labels.index(UNKNOWN)
     n_kw = int((~unk).sum())
     return TaskSplit(waves, y, unk, n_silence=int(math.ceil(n_kw * silence_percentage / 100)),
-                     n_unknown=min(int(unk.sum()), int(math.ceil(n_kw * unknown_percentage / 100))))
+                     n_unknown=min(int(unk.sum()), int(math.ceil(n_kw * unknown_percentage / 100))),
+                     engines=[it.engine for it in kept])
 
 
 def silence_clip(rng: np.random.Generator, bank: list[np.ndarray], n: int = CLIP) -> np.ndarray:
@@ -243,9 +288,10 @@ def noise_segment(rng: np.random.Generator, bank: list[np.ndarray], n: int) -> n
 
 
 def eval_set(split: TaskSplit, bank: list[np.ndarray], labels: list[str], seed: int = 1234,
-             subsample_unknown: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+             subsample_unknown: bool = True, with_engines: bool = False):
     """Fixed evaluation clips: all keyword clips, a seeded subset of unknowns, seeded noise-only silences.
-    Returns ((M, 16000) waves, (M,) labels)."""
+    Returns ((M, 16000) waves, (M,) labels), and with ``with_engines`` also the (M,) list of each clip's
+    engine (None for silences and recordings)."""
     rng = np.random.default_rng(seed)
     kw = torch.nonzero(~split.is_unknown).flatten()
     unk = torch.nonzero(split.is_unknown).flatten()
@@ -253,12 +299,19 @@ def eval_set(split: TaskSplit, bank: list[np.ndarray], labels: list[str], seed: 
         unk = unk[torch.from_numpy(rng.permutation(len(unk))[: split.n_unknown])]
     idx = torch.cat([kw, unk]).sort().values
     waves, y = to_float(split.waves[idx]), split.labels[idx]
+    engines = [split.engines[i] for i in idx.tolist()] if split.engines else [None] * len(idx)
     n_sil = split.n_silence if bank else 0
     if n_sil:
         sil = torch.from_numpy(np.stack([silence_clip(rng, bank) for _ in range(n_sil)]))
         waves = torch.cat([waves, sil])
         y = torch.cat([y, torch.full((n_sil,), labels.index(SILENCE), dtype=torch.long)])
-    return waves, y
+        engines += [None] * n_sil
+    return (waves, y, engines) if with_engines else (waves, y)
+
+
+def telephone_set(waves: torch.Tensor) -> torch.Tensor:
+    """(M, N) evaluation clips passed through the 8 kHz 8-bit mu-law telephone channel (300-3400 Hz)."""
+    return torch.from_numpy(np.stack([telephone(w.numpy()) for w in waves])) if len(waves) else waves
 
 
 class KWSTrainSet(Dataset):
@@ -327,19 +380,46 @@ class KWSTrainSet(Dataset):
             s = np.sqrt(np.mean(clip ** 2))
             n = max(float(np.sqrt(np.mean(noise[-CLIP:] ** 2))), 1e-8)
             wave = wave + noise * (s / (n * 10 ** (snr / 20)))
+        if src is not None:
+            wave = self._channel(rng, wave, clip)
         tm, fm = sample_spec_masks(rng, self.n_frames, self.n_features, a)
         context = int(rng.choice([0, PREFIX // 2, PREFIX]))
-        return torch.from_numpy(wave.astype(np.float32)), label, tm, fm, context
+        warp = float(rng.uniform(*a.vtlp)) if a.vtlp[0] != a.vtlp[1] else 1.0
+        return torch.from_numpy(wave.astype(np.float32)), label, tm, fm, context, warp
+
+    def _channel(self, rng, wave: np.ndarray, clip: np.ndarray) -> np.ndarray:
+        """Speaker/channel augmentation of issue #9 over (context + clip): babble, room, EQ, telephone,
+        clipping, each with its probability.  Draws are skipped when a probability is 0 (old recipes
+        keep their exact random streams)."""
+        a = self.aug
+        if a.babble_prob and rng.random() < a.babble_prob:
+            s = float(np.sqrt(np.mean(clip ** 2)))
+            for _ in range(int(rng.integers(1, 4))):
+                other = self.split.waves[int(rng.integers(len(self.split.waves)))].numpy().astype(np.float32) / PCM
+                other = np.roll(other, int(rng.integers(-SR // 2, SR // 2)))
+                o = max(float(np.sqrt(np.mean(other ** 2))), 1e-8)
+                snr = rng.uniform(*a.babble_snr_db)
+                wave[-CLIP:] += other * (s / (o * 10 ** (snr / 20)))
+        if a.reverb_prob and rng.random() < a.reverb_prob:
+            wave = reverberate(wave, rng, float(rng.uniform(*a.rt60)))
+        if a.eq_prob and rng.random() < a.eq_prob:
+            wave = random_eq(wave, rng, a.eq_db)
+        if a.phone_prob and rng.random() < a.phone_prob:
+            wave = telephone(wave, band=(float(rng.uniform(200, 400)), float(rng.uniform(3000, 3600))))
+        if a.clip_prob and rng.random() < a.clip_prob:
+            wave = hard_clip(wave, float(rng.uniform(0.3, 0.8)))
+        return np.clip(wave, -4.0, 4.0)
 
 
 def collate(batch):
-    """Stack items, keeping the context length that the batch's first item drew (seeded)."""
+    """Stack items, keeping the context length that the batch's first item drew (seeded).
+    Returns (waves (B, n), labels (B,), time masks, freq masks, VTLP warps (B,))."""
     keep = batch[0][4]
     waves = torch.stack([b[0][PREFIX - keep:] for b in batch])
     return (waves, torch.tensor([b[1] for b in batch]), torch.stack([b[2] for b in batch]),
-            torch.stack([b[3] for b in batch]))
+            torch.stack([b[3] for b in batch]), torch.tensor([b[5] for b in batch], dtype=torch.float32))
 
 
 __all__ = ["to_float", "scan_dataset", "which_set", "load_clip", "read_list", "SILENCE_RMS", "DatasetIndex", "Item", "make_labels", "PRESETS", "SILENCE", "UNKNOWN", "noise_bank",
            "load_clips", "build_split", "TaskSplit", "eval_set", "KWSTrainSet", "collate", "silence_clip",
-           "label_of", "mix_noise"]
+           "label_of", "mix_noise", "ENGINES", "engine_of", "speaker_of", "synth_voices", "telephone_set"]

@@ -65,12 +65,13 @@ class KWSLSTM(nn.Module):
         return self.head(out), state
 
     def forward(self, wave: Tensor, time_masks: Tensor | None = None, freq_masks: Tensor | None = None,
-                last: int = 0) -> Tensor:
+                last: int = 0, warp: Tensor | None = None) -> Tensor:
         """(B, N) audio -> (B, C) logits for the last second (the last frame, or the mean over time when
         bidirectional).  ``last=K > 0`` gives (B, K, C): the logits of each of the last K frames (the
         training target covers them all, which speeds learning and keeps streaming posteriors steady).
-        SpecAugment masks (see :func:`encoders.audio.spec_augment`) apply in training."""
-        feats = self.encode(wave)
+        SpecAugment masks (see :func:`encoders.audio.spec_augment`) and VTLP factors ``warp`` (B,) (see
+        :func:`encoders.audio.warped_filterbank`) apply in training."""
+        feats = self.normalise(self.front(wave, warp if self.training else None))
         if self.training and time_masks is not None:
             feats = spec_augment(feats, time_masks, freq_masks)
         out, _ = self.lstm(self.stack_frames(feats))

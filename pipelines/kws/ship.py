@@ -8,7 +8,9 @@ Both models train with the default ``train`` recipe (:class:`pipelines.kws.train
 * ``kws-digits`` — preset ``digits``: zero .. nine + _unknown_ + _silence_.
 
 Held-out figures come from voices the model never heard (the data set's testing voices; the same
-generators, other voices and renditions): clip accuracy with its count, and streaming detection over
+generators, other voices and renditions): clip accuracy with its count, the same clips through an 8 kHz
+mu-law telephone channel, leave-one-engine-out accuracy (the recipe trained again without espeak-ng, then
+without flite, tested on every clip of the engine it never heard: issue #9's figure), and streaming detection over
 a long recording of those voices in background noise (``stream-wav`` defaults: 16 keywords, 4 other
 words, 15 dB SNR) with the shipped detection settings.
 """
@@ -51,11 +53,13 @@ def _same_synth(data: Path, cfg) -> bool:
     return want == have and meta.get("summary", {}).get("clips", 0) > 0 and (data / "testing_list.txt").is_file()
 
 
-def ship(work: Path, models_dir: Path, quick: bool = False) -> list[dict]:
+def ship(work: Path, models_dir: Path, quick: bool = False, loeo: bool = True) -> list[dict]:
     """Synthesise the default data into ``work/data`` (reused when ``work/data`` already holds the same
     synthesis), train ``kws`` and ``kws-digits`` into ``work/<name>``, measure them on held-out voices and
     write ``models_dir/<name>.pt``.  Returns the model-card rows.  ``quick``: a tiny version (3 words of
-    13 voices, 1 epoch, a 16-unit LSTM) for the tests of this code only."""
+    13 voices, 1 epoch, a 16-unit LSTM) for the tests of this code only.  ``loeo``: also train the recipe
+    once without each engine and record the left-out engine's accuracy (``loeo_<engine>_accuracy``)."""
+    from .data import ENGINES
     from .stream import DetectConfig, detect, score_detections
     from .synth import make_long_recording, synthesize
     from .train import KWSConfig, load, train
@@ -84,7 +88,16 @@ def ship(work: Path, models_dir: Path, quick: bool = False) -> list[dict]:
         print(f"kws ship: training {name} ({recipe})", file=sys.stderr)
         summary = train(data, run, cfg, progress=False, resume=False, device="cpu")
         model, b = load(run / "best.pt", "cpu")
-        held = {"test_accuracy": summary["test_accuracy"], "test_n": summary["test_n"]}
+        held = {"test_accuracy": summary["test_accuracy"], "test_n": summary["test_n"],
+                "test_telephone_accuracy": summary["test_telephone_accuracy"]}
+        loeo_seconds = 0.0
+        for engine in (ENGINES if loeo else ()):  # leave-one-engine-out: the same recipe without one engine
+            print(f"kws ship: {name} without {engine} (leave-one-engine-out)", file=sys.stderr)
+            s = train(data, work / f"{name}-without-{engine}", replace(cfg, holdout_engine=engine), progress=False,
+                      resume=False, device="cpu")
+            held[f"loeo_{engine}_accuracy"] = s["holdout_engine"]["accuracy"]
+            held[f"loeo_{engine}_n"] = s["holdout_engine"]["n"]
+            loeo_seconds += s["train_seconds"]
         # streaming detection over a long recording of held-out voices in noise
         wav = work / f"{name}-long.wav"
         truth = make_long_recording(data, wav, words, 16, 4, snr_db=15.0, seed=0)
@@ -105,6 +118,7 @@ def ship(work: Path, models_dir: Path, quick: bool = False) -> list[dict]:
                              f"espeak-ng/flite voices ({len(words)} keywords + unknown words + silence), "
                              "split by voice",
                      "recipe": recipe, "held_out": held, "train_seconds": summary["train_seconds"],
+                     "loeo_train_seconds": round(loeo_seconds, 1),
                      "size_bytes": path.stat().st_size})
         print(f"kws ship: {name}: {json.dumps(held)}; {summary['train_seconds']} s; {path} "
               f"({path.stat().st_size} bytes)", file=sys.stderr)
@@ -118,7 +132,8 @@ if __name__ == "__main__":  # python -m pipelines.kws.ship WORK MODELS_DIR [--qu
     ap.add_argument("work")
     ap.add_argument("models_dir")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-loeo", action="store_true", help="skip the leave-one-engine-out trainings")
     a = ap.parse_args()
     t0 = time.time()
-    out = ship(Path(a.work), Path(a.models_dir), a.quick)
+    out = ship(Path(a.work), Path(a.models_dir), a.quick, loeo=not a.no_loeo)
     print(json.dumps({"rows": out, "seconds": round(time.time() - t0, 1)}, indent=1))
