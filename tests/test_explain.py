@@ -81,3 +81,23 @@ def test_explain_kws_draws_the_spotter_gates(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipelines.cli", "explain", "--task", "kws", "--out", str(tmp_path / "x.png")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "--input" in r.stderr
+
+
+@pytest.mark.skipif(bundle.shipped_path("kws") is None, reason="no shipped kws model")
+def test_kws_predict_gates_draws_one_picture_per_clip(tmp_path):
+    import wave
+
+    import numpy as np
+
+    clip = tmp_path / "a.wav"
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((0.2 * np.sin(np.arange(16000) * 0.1) * 32767).astype(np.int16).tobytes())
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "kws", "predict", str(clip), "--gates",
+                        str(tmp_path / "g"), "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pred = json.loads(r.stdout)["predictions"][0]
+    assert pred["gates_png"] == str(tmp_path / "g" / "a.gates.png")
+    assert (tmp_path / "g" / "a.gates.png").stat().st_size > 20000

@@ -98,6 +98,9 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     _checkpoint_arg(r)
     r.add_argument("files", nargs="+")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--gates", default=None, metavar="DIR",
+                   help="also draw each clip's gates and cell state (as 'lstm-media explain') into DIR/<clip>.gates.png")
+    r.add_argument("--overwrite", action="store_true", help="with --gates: replace existing pictures")
     add_runtime(r)
 
     n = add_command(sub, "enroll", cmd_enroll,
@@ -298,6 +301,8 @@ def cmd_predict(args):
 
     device = apply_runtime(args)
     res = predict_files(args.checkpoint, args.files, device=device)
+    if args.gates and any("label" in r for r in res):
+        _draw_gates(args, res)
     if args.json:
         print(json.dumps({"predictions": res}))
     else:
@@ -306,6 +311,21 @@ def cmd_predict(args):
     if not any("label" in r for r in res):
         raise UserError(f"none of the {len(res)} files could be read as audio")
     return res
+
+
+def _draw_gates(args, res) -> None:
+    """The explainer's picture for every clip that was read (the model's top layer; see pipelines.explain)."""
+    from pipelines import bundle
+    from pipelines.explain import explain_kws
+
+    model, b = bundle.load(args.checkpoint, kind="kws", default="kws", command="lstm-media kws predict --gates")
+    if b["model_config"].get("bidirectional"):
+        raise UserError(f"{b['path']}: --gates draws unidirectional models only")
+    outs = [check_output(Path(args.gates) / f"{Path(r['file']).stem}.gates.png", args.files, args.overwrite,
+                         flag="--gates") for r in res if "label" in r]
+    for r, out in zip([r for r in res if "label" in r], outs):
+        r["gates_png"] = explain_kws(model, b, r["file"], 12, out)["png"]
+        log(f"gates: {r['gates_png']}")
 
 
 def cmd_enroll(args) -> dict:
