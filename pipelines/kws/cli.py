@@ -447,9 +447,10 @@ def _detect_mic(args, model, engine, labels, cfg, source):
         print(json.dumps({"time_s": t, "word": w, "score": s}) if args.json else f"{t:.2f} {w} {s:.3f}", flush=True)
 
     block_ms = args.block_ms if args.block_ms is not None else 100.0
-    log(f"listening ({'default input' if args.device_index is None else f'input device {args.device_index}'}, "
-        f"{det.fc.sample_rate} Hz, {block_ms:g} ms blocks, {args.engine} engine); Ctrl-C to stop")
-    res = run_mic(det, args.device_index, args.seconds, block_ms, emit)
+    where = "default input" if args.device_index is None else f"input device {args.device_index}"
+    res = run_mic(det, args.device_index, args.seconds, block_ms, emit,
+                  announce=lambda: log(f"listening ({where}, {det.fc.sample_rate} Hz, {block_ms:g} ms blocks, "
+                                       f"{args.engine} engine); Ctrl-C to stop"))
     res.update({"config": cfg.to_dict(), "checkpoint": source, "engine": args.engine})
     counts = ", ".join(f"{w} {n}" for w, n in sorted(res["counts"].items())) or "none"
     if args.json:

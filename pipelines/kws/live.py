@@ -112,8 +112,9 @@ def open_error(e: Exception, device) -> UserError:
 
 
 def run_mic(detector, device: int | None, seconds: float | None, block_ms: float,
-            emit: Callable[[tuple[float, str, float]], None]) -> dict:
-    """Detect from a real input device through sounddevice (16 kHz mono float32)."""
+            emit: Callable[[tuple[float, str, float]], None], announce: Callable[[], None] | None = None) -> dict:
+    """Detect from a real input device through sounddevice (16 kHz mono float32).  ``announce`` runs once
+    the device has been checked (so a missing device is one error line, with nothing printed before)."""
     sd = sounddevice()
     sr = detector.fc.sample_rate
     try:
@@ -130,6 +131,8 @@ def run_mic(detector, device: int | None, seconds: float | None, block_ms: float
     except (sd.PortAudioError, ValueError) as e:
         raise open_error(e, device) from None
     session = LiveSession(detector, sr, max(1, int(round(block_ms * sr / 1000))), emit)
+    if announce is not None:
+        announce()
     try:
         return session.run(sd.InputStream, device=device, seconds=seconds)
     except sd.PortAudioError as e:
