@@ -132,13 +132,10 @@ def resolve(spec: str | Path | None, kind: str | Iterable[str] | None = None, de
 def read(spec: str | Path | None, kind: str | Iterable[str] | None = None, default: str | None = None,
          command: str | None = None, map_location="cpu") -> tuple[dict, Path]:
     """Read and check a bundle; ``kind`` (one or several) is what the command needs."""
+    from .checkpoint import load_checkpoint
+
     path = resolve(spec, kind, default)
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - one clear line naming the file
-        reason = " ".join(str(e).split())[:200]
-        raise BundleError(f"{path}: not a readable lstm-media checkpoint ({type(e).__name__}: {reason})") from None
-    b = check(obj, path)
+    b = check(load_checkpoint(path, map_location=map_location), path)
     if kind is not None:
         kinds = (kind,) if isinstance(kind, str) else tuple(kind)
         if b["kind"] not in kinds:

@@ -7,6 +7,8 @@ import torch
 
 from encoders.io import atomic_save
 
+from .bundle import BundleError
+
 
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
     """Write ``obj`` to ``path`` atomically (temp file + rename), so that a crash never leaves a
@@ -23,4 +25,4 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - one clear line naming the file
         reason = " ".join(str(e).split())[:200]
-        raise ValueError(f"{path}: not a readable lstm-media checkpoint ({type(e).__name__}: {reason})") from None
+        raise BundleError(f"{path}: not a readable lstm-media checkpoint ({type(e).__name__}: {reason})") from None

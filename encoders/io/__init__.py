@@ -64,6 +64,13 @@ def atomic_path(path: str | Path):
         raise
 
 
+def atomic_write(path: str | Path, write) -> Path:
+    """``write(tmp_path)`` through :func:`atomic_path` (for writers that take a file name)."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
 def atomic_save(obj, path: str | Path) -> Path:
     """``torch.save`` through :func:`atomic_path`."""
     import torch
@@ -80,4 +87,4 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-__all__ = ["DecodeError", "SkipCounter", "atomic_path", "atomic_save", "atomic_write_text"]
+__all__ = ["DecodeError", "SkipCounter", "atomic_path", "atomic_write", "atomic_save", "atomic_write_text"]

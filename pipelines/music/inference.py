@@ -13,7 +13,7 @@ from typing import Sequence
 import pretty_midi
 import torch
 
-from encoders.io import DecodeError, SkipCounter
+from encoders.io import DecodeError, SkipCounter, atomic_write
 from encoders.io.midi import MAX_BPM, MIN_BPM
 from encoders.io.midi import load_notes as read_notes
 from encoders.midi import MidiVocab, MidiVocabConfig, encode_notes, notes_to_midi
@@ -24,7 +24,7 @@ from .corpus import corpus_files
 from .data import PianoRollConfig, load_rolls, load_token_pieces, notes_to_roll
 from .evaluate import roll_nll, summary, token_nll, unigram_nll_from_counts
 from .generate import plot_pianoroll, roll_to_notes, sample_rolls, sample_tokens, tokens_to_pretty_midi
-from .render import atomic_write as _atomic, render_file
+from .render import render_file
 
 SHIPPED = "music"  # the shipped model used when no checkpoint is given
 MAX_SECONDS = 600.0  # longest piece ``generate`` writes (a bound, so that no request runs without end)
@@ -227,8 +227,8 @@ def generate_files(checkpoint: str | Path | None, out: str | Path, num: int = 1,
             print(msg, file=sys.stderr)
     results = []
     for pm, path in zip(pms, paths):
-        _atomic(path, lambda tmp: pm.write(str(tmp)))
-        png = _atomic(path.with_suffix(".png"), lambda tmp: plot_pianoroll(pm, tmp, title=path.name))
+        atomic_write(path, lambda tmp: pm.write(str(tmp)))
+        png = atomic_write(path.with_suffix(".png"), lambda tmp: plot_pianoroll(pm, tmp, title=path.name))
         back = pretty_midi.PrettyMIDI(str(path))  # what a reader sees
         notes = [n for i in back.instruments for n in i.notes]
         results.append({"midi": str(path), "png": str(png), "n_notes": len(notes),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.io import DecodeError, atomic_path
+from encoders.io import DecodeError, atomic_write
 from encoders.io.audio import write_wav
 from encoders.io.midi import read_midi
 
@@ -52,13 +52,6 @@ def find_soundfont(explicit: str | Path | None = None) -> Path | None:
         return p if p.is_file() else None
     except ImportError:
         return None
-
-
-def atomic_write(path: Path, write) -> Path:
-    """``write(tmp)`` to a temp file beside ``path`` (same suffix), then rename it into place."""
-    with atomic_path(path) as tmp:
-        write(tmp)
-    return Path(path)
 
 
 def audio_suffix(path: str | Path, flag: str = "out") -> str:
@@ -174,5 +167,5 @@ def render_file(midi: str | Path, out: str | Path, sample_rate: int = 44100, eng
             "compute_seconds": round(dt, 3), "speed": round(secs / max(dt, 1e-9), 1)}
 
 
-__all__ = ["AUDIO_SUFFIXES", "ENGINES", "TAIL_SECONDS", "find_soundfont", "atomic_write", "audio_suffix",
+__all__ = ["AUDIO_SUFFIXES", "ENGINES", "TAIL_SECONDS", "find_soundfont", "audio_suffix",
            "synthesize", "write_audio", "render_file", "DecodeError"]

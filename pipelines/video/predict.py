@@ -11,9 +11,7 @@ a PNG strip (top: the K inputs then the N true frames; bottom: the N predictions
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from encoders.io import SkipCounter, _umask_mode
+from encoders.io import SkipCounter, atomic_write
 from encoders.video import VideoFrontEndConfig
 from pipelines import bundle as _bundle
 from pipelines.cli_common import UserError
@@ -224,39 +222,25 @@ def strip(context: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarra
     return np.concatenate([top, gap, bottom], 0)
 
 
-def _atomic(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_gif(frames: np.ndarray, path: Path, fps: float = 5.0) -> Path:
     """uint8 (T, H, W, 3) -> an endlessly looping GIF, atomically."""
     from PIL import Image
 
     imgs = [Image.fromarray(f) for f in frames]
-    return _atomic(Path(path), lambda p: imgs[0].save(p, format="GIF", save_all=True, append_images=imgs[1:],
+    return atomic_write(Path(path), lambda p: imgs[0].save(p, format="GIF", save_all=True, append_images=imgs[1:],
                                                      duration=int(1000 / fps), loop=0))
 
 
 def write_png(img: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
-    return _atomic(Path(path), lambda p: Image.fromarray(img).save(p, format="PNG"))
+    return atomic_write(Path(path), lambda p: Image.fromarray(img).save(p, format="PNG"))
 
 
 def write_mp4(frames: np.ndarray, path: Path, fps: float = 5.0) -> Path:
     from encoders.io.video import write_video
 
-    return _atomic(Path(path), lambda p: write_video(p, frames, fps, "mp4v"))
+    return atomic_write(Path(path), lambda p: write_video(p, frames, fps, "mp4v"))
 
 
 def predict_clips(checkpoint, paths: list[Path], outputs: list[tuple[Path, Path]], context: int | None = None,
