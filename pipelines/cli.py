@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from .cli_common import add_command, log, run_main
+from .cli_common import add_command, lean_exit, log, run_main
 
 JOBS = {  # sub-command -> (module with build_parser, help)
     "kws": ("pipelines.kws.cli", "keyword spotting in speech"),
@@ -98,7 +98,10 @@ def main(argv=None) -> int:
     if not hasattr(args, "func"):
         log("error: name a command (see --help)")
         return 2
-    return run_main(args.func, args)
+    code = run_main(args.func, args)
+    if argv is None and getattr(args, "lean_exit", False):  # the program itself, not an in-process call
+        lean_exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -172,6 +172,23 @@ def test_caption_cli_and_json_stdout(trained, tmp_path):
     assert "bad.mp4" in proc.stderr and json.loads((tmp_path / "caps.json").read_text())["n"] == 1
 
 
+def test_label_program_ends_lean_with_its_exit_code_outputs_and_atexit_handlers(trained, tmp_path):
+    """``label``/``caption`` as a program leave through cli_common.lean_exit (no C++ library teardown):
+    the exit code, stdout, the written file and Python's atexit handlers must all survive it."""
+    root, _ = trained
+    video = tmp_path / "long.avi"
+    render_long_video(video, segments=2, seconds=1.0, fps=8, size=(48, 64), codec="mjpg")
+    prog = ("import atexit, sys; atexit.register(lambda: print('atexit ran', file=sys.stderr)); "
+            "from pipelines.cli import main; sys.argv = ['lstm-media'] + sys.argv[1:]; sys.exit(main())")
+    args = [sys.executable, "-c", prog, "video", "label", "--checkpoint", str(root / "cls/best.pt"), "--threads", "1"]
+    ok = subprocess.run(args + [str(video), "--segment", "1", "--json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["n"] == 2 and "atexit ran" in ok.stderr, ok.stderr
+    assert len(read_srt(tmp_path / "long.srt")) == 2
+    bad = subprocess.run(args + [str(tmp_path / "missing.mp4")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "atexit ran" in bad.stderr
+    assert one_error_line(bad.stderr.replace("atexit ran", "")).startswith("error: no decodable video")
+
+
 def test_wrong_kind_checkpoints_are_one_line(trained, capsys, tmp_path):
     root, _ = trained
     clip = sorted((trained[1] / "grow").iterdir())[0]
@@ -212,11 +229,35 @@ def test_inference_defaults_to_the_shipped_model(trained, capsys, verb, name):
     ["eval", "--data", "d", "--beam", "-1"],
     ["synth", "--train", "-1"],
     ["synth", "--codecs", "divx"],
+    ["synth", "--style", "unseen:colour"],
+    ["train", "--data", "d", "--out", "o", "--speed-augment", "1.5"],
+    ["train", "--data", "d", "--out", "o", "--zoom-augment", "1.3,0.8"],
+    ["train", "--data", "d", "--out", "o", "--cnn-channels", "8,0"],
+    ["train", "--data", "d", "--out", "o", "--bow-weight", "-1"],
 ], ids=lambda a: " ".join(a[:1] + a[-2:]))
 def test_numeric_flag_bounds_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+def test_caption_recipe_flags_reach_the_bundle_and_are_caption_only(trained, capsys, tmp_path):
+    root, data = trained
+    code, out = run(capsys, "train", "--task", "classify", "--data", data, "--out", tmp_path / "cls",
+                    "--speed-augment", "0.5", *TINY)
+    assert code == 1 and "--speed-augment" in one_error_line(out.err) and not (tmp_path / "cls").exists()
+    code, _ = run(capsys, "train", "--task", "caption", "--data", data, "--out", tmp_path / "cap", "--cnn-channels",
+                  "4,8,8", "--speed-augment", "1", "--zoom-augment", "0.8,1.25", "--bow-weight", "0.5", *TINY)
+    b, _ = bundle.read(tmp_path / "cap" / "best.pt", "video-caption")
+    assert code == 0 and b["model_config"]["frame_cnn"]["channels"] == [4, 8, 8]
+    assert (b["task"]["speed_augment"], list(b["task"]["zoom_augment"]), b["task"]["bow_weight"]) == (1.0, [0.8, 1.25],
+                                                                                                       0.5)
+    # the captioner's defaults are the recipe's (CAPTION_RECIPE); the module fixture trained with --size 16
+    from pipelines.video.train import CAPTION_RECIPE
+
+    d, _ = bundle.read(root / "cap" / "best.pt", "video-caption")
+    assert d["task"]["speed_augment"] == CAPTION_RECIPE["speed_augment"] and d["task"]["epochs"] == 1
+    assert "frame_cnn" not in d["model_config"]  # below the recipe's 64 px the CNN keeps its default widths
 
 
 def test_unknown_model_is_one_line(trained, capsys, tmp_path):

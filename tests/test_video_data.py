@@ -253,3 +253,80 @@ def test_unseen_style_renders_other_settings_and_default_rendering_is_unchanged(
     import hashlib
 
     assert hashlib.md5(render(spec).tobytes()).hexdigest() == "1a460125c9940e1d8ba0a07f433bff8d"
+
+
+def test_zoom_augment_is_seeded_and_scales_the_object_not_its_colour():
+    import numpy as np
+
+    from pipelines.video.data import zoom_augment
+    from pipelines.video.synth import COLOURS, ClipSpec, render
+
+    spec = ClipSpec("move_right", "red", "circle", "plain", 96, 96, 8, 10.0, seed=4)
+    x = torch.from_numpy(render(spec)).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
+    red = torch.tensor(COLOURS["red"], dtype=x.dtype).view(1, 3, 1, 1) / 255
+
+    def area(v):  # object pixels per frame (the plain background is far from the object colour)
+        return float(((v - red).abs().amax(1) < 0.1).sum()) / len(v)
+
+    a = zoom_augment(x, np.random.default_rng(5))
+    assert a.shape == x.shape and torch.equal(a, zoom_augment(x, np.random.default_rng(5)))
+    assert not torch.equal(a, zoom_augment(x, np.random.default_rng(6)))
+    assert torch.allclose(zoom_augment(x, np.random.default_rng(5), (1.0, 1.0)), x, atol=1e-4)
+    base = area(x)
+    for s in (0.7, 1.3):
+        z = zoom_augment(x, np.random.default_rng(7), (s, s))
+        assert abs(area(z) / base - s * s) < 0.15 * s * s  # the object's area scales with s^2
+        assert area(z) > 0  # still there, still red
+    # the slower-action option keeps T frames, each one of the clip's own (zoom 1: unchanged pixels)
+    slow = zoom_augment(x, np.random.default_rng(1), (1.0, 1.0), speed_p=1.0)
+    assert slow.shape == x.shape and not torch.allclose(slow, x, atol=1e-3)
+    assert all(any(torch.allclose(f, g, atol=1e-4) for g in x) for f in slow)
+
+
+def test_unseen_factors_change_only_what_they_name():
+    import hashlib
+
+    import numpy as np
+
+    from pipelines.video.synth import (UNSEEN, UNSEEN_FACTORS, random_spec, random_spec_unseen, render,
+                                       unseen_factors)
+
+    assert unseen_factors("default") == frozenset() and unseen_factors("unseen") == set(UNSEEN_FACTORS)
+    assert unseen_factors("unseen:size,shade") == {"size", "shade"}
+    for bad in ("unseen:", "unseen:colour", "odd"):
+        with pytest.raises(ValueError):
+            unseen_factors(bad)
+    for k in range(6):
+        rng = np.random.default_rng([4, k])
+        t = random_spec_unseen(rng, "grow", seed=k, style="unseen:timing")
+        assert t.background != "blobs" and t.fps in UNSEEN["fps"] and not 12 <= t.frames <= 40
+        b = random_spec_unseen(np.random.default_rng([4, k]), "grow", seed=k, style="unseen:background")
+        assert b.background == "blobs" and 12 <= b.frames <= 40 and b.fps not in UNSEEN["fps"]
+    # a factor drawn inside the renderer (shade, size, speed) changes the clip, not its size or length
+    spec = random_spec(np.random.default_rng([0, 3]), "move_left", seed=3)
+    d = render(spec)
+    shade = render(spec.__class__(**{**spec.__dict__, "style": "unseen:shade"}))
+    assert d.shape == shade.shape and not np.array_equal(d, shade)
+    # every factor at once draws exactly what the unseen style drew when it was introduced (digest taken then)
+    full = random_spec_unseen(np.random.default_rng([9, 1]), "grow", seed=1)
+    assert hashlib.md5(render(full).tobytes()).hexdigest() == "45e98e6b9e1f45235022918e2f38b1e1"
+
+
+def test_caption_speed_augment_changes_frames_not_words_and_is_seeded(tiny):
+    fe = VideoFrontEndConfig(num_frames=8, size=(16, 16))
+    cs = load_clipset(tiny, "train", fe, progress=False)
+    vocab = Vocab.build(cs.captions)
+    plain = CaptionDataset(cs, vocab, fe, augment=True, seed=1)
+    slow = CaptionDataset(cs, vocab, fe, augment=True, seed=1, speed_p=1.0)
+    again = CaptionDataset(cs, vocab, fe, augment=True, seed=1, speed_p=1.0)
+    changed = 0
+    for k in range(len(plain)):
+        (a, ia), (b, ib), (c, _) = plain[k], slow[k], again[k]
+        assert torch.equal(ia, ib) and torch.equal(b, c) and b.shape == a.shape  # same words, seeded
+        changed += not torch.allclose(a, b)
+        # every frame of the slowed clip is one of the clip's own frames (a stretched part of it)
+        assert all(any(torch.allclose(f, g) for g in a) for f in b)
+    assert changed >= len(plain) // 2
+    # cached frame features cannot be stretched: the option is off there
+    feats = torch.zeros(len(cs), 8, 5)
+    assert CaptionDataset(cs, vocab, fe, augment=True, speed_p=1.0, features=(feats, None)).zoom is None

@@ -193,3 +193,35 @@ def test_streamed_sampling_is_exact_for_short_clips_and_bounded_for_long_ones():
     got = sample_stream(frames(n), cfg, budget=64).ravel()
     exact = sample_indices(n, 8)
     assert len(held) == n and np.all(got <= exact) and np.all(exact - got < 2 * n / 64)
+
+
+def test_decoded_frames_are_independent_arrays_and_resizing_first_changes_no_pixel(tmp_path):
+    """The decoder reuses one buffer for the whole file and frames are shrunk before the colour
+    conversion: every yielded frame must still be its own array, with the pixels of convert-then-resize."""
+    import cv2
+
+    p = write_video(tmp_path / "c.avi", ramp_frames(), 10, "mjpg")
+    full = list(iter_frames(p))
+    small = list(iter_frames(p, size=(24, 32)))
+    assert len(full) == len(small) == 12
+    for (_, a), (_, b) in zip(full, full[1:]):
+        assert not np.shares_memory(a, b)
+    assert [round(square_x(f)) for _, f in full] == sorted(round(square_x(f)) for _, f in full)  # not all the last
+    cap = cv2.VideoCapture(str(p))
+    for _, got in small:
+        ok, bgr = cap.read()
+        want = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (32, 24), interpolation=cv2.INTER_AREA)
+        assert ok and np.array_equal(got, want)
+    cap.release()
+
+
+def test_stream_sampler_never_holds_more_than_its_budget():
+    from encoders.video import StreamSampler
+
+    s = StreamSampler(budget=16)
+    most = 0
+    for i in range(5000):
+        s.add(i / 25, np.full((2, 2, 3), i % 256, np.uint8))
+        most = max(most, len(s.kept))
+    assert len(s) == 5000 and most <= 17  # budget + the one frame that triggers the thinning
+    assert s.sample(VideoFrontEndConfig(num_frames=8, size=(2, 2))).shape == (8, 2, 2, 3)

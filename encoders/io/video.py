@@ -112,10 +112,13 @@ def iter_frames(path: str | Path, size: tuple[int, int] | None = None,
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     n = 0
     last_t = -1.0
+    frame = None
     try:
         while True:
             try:
-                ok, frame = cap.read()
+                # the decoder writes into the previous frame's buffer (one full-size frame for the whole
+                # file, not a fresh allocation per frame); what is yielded is always a new array
+                ok, frame = cap.read(frame)
             except cv2.error as e:  # corrupt data inside the stream
                 if n == 0:
                     raise DecodeError(path, f"decoder error: {e}") from None
@@ -130,7 +133,8 @@ def iter_frames(path: str | Path, size: tuple[int, int] | None = None,
                     t = last_t + (1.0 / fps if fps > 0 else 1.0)
             last_t = t
             n += 1
-            yield t, _fit(_to_rgb(frame), size, max_side)
+            out = _to_rgb(_fit(frame, size, max_side))  # shrink first: the colour conversion sees small frames
+            yield t, (out.copy() if np.shares_memory(out, frame) else out)
     finally:
         cap.release()
     if n == 0:

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from ..cli_common import (UserError, add_command, add_runtime, apply_runtime, bounded_int, check_output, log,
-                          main_for, positive_float, positive_int)
+                          main_for, nonneg_float, positive_float, positive_int, probability)
 
 MODELS = {"cnn-lstm": "video-cnn-lstm", "convlstm": "video-convlstm", "frame": "video-frame"}
 MAX_SEGMENT_SECONDS = 3600.0
@@ -54,6 +54,36 @@ def _codecs(text: str) -> tuple[str, ...]:
     return names
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if not vals or len(vals) > 6 or not all(1 <= v <= 512 for v in vals):
+        raise argparse.ArgumentTypeError(f"{text!r}: use 1 to 6 comma-separated widths in [1, 512], e.g. 8,16,32,64")
+    return vals
+
+
+def _zoom(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = float("nan")
+    if not (0.25 <= lo <= hi <= 4.0):
+        raise argparse.ArgumentTypeError(f"{text!r}: use LO,HI with 0.25 <= LO <= HI <= 4, e.g. 0.8,1.25")
+    return lo, hi
+
+
+def _style(text: str) -> str:
+    from .synth import unseen_factors
+
+    try:
+        unseen_factors(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _frame_encoder(text: str) -> str:
     from encoders.video import frame_encoder_names
 
@@ -72,9 +102,11 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     s.add_argument("--set", choices=["shapes", "digits"], default="shapes",
                    help="shapes: one coloured shape doing one of 6 actions; digits: two handwritten digits "
                         "(scikit-learn's) bouncing in 64x64 (for --task predict)")
-    s.add_argument("--style", choices=["default", "unseen"], default="default",
+    s.add_argument("--style", type=_style, default="default",
                    help="shapes: unseen renders with settings the default data never uses (other shades, "
-                        "sizes, speeds, frame counts and rates, a new background kind), to test transfer")
+                        "sizes, speeds, frame counts and rates, a new background kind), to test transfer; "
+                        "unseen:FACTORS changes only some of them (comma list of shade, size, speed, timing, "
+                        "background)")
     s.add_argument("--frames", type=bounded_int(2, 1000), default=None,
                    help="frames per clip (shapes default: 12-40 drawn per clip; digits default: 20)")
     s.add_argument("--train", type=bounded_int(0, 100_000), default=100, help="training clips per action")
@@ -94,14 +126,17 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     t.add_argument("--out", required=True)
     t.add_argument("--model", default="cnn-lstm",
                    help=f"classify: one of {', '.join(MODELS)} (or its registry name video-...)")
-    t.add_argument("--epochs", type=positive_int, default=None, help="default: 25 (classify), 45 (caption), "
+    t.add_argument("--epochs", type=positive_int, default=None, help="default: 25 (classify), 30 (caption), "
                    "10 (predict)")
     t.add_argument("--batch-size", type=positive_int, default=16)
     t.add_argument("--lr", type=positive_float, default=3e-3)
     t.add_argument("--frames", type=bounded_int(1, 256), default=8, help="T frames sampled per clip")
     t.add_argument("--size", "--input-size", dest="size", type=bounded_int(8, 512), default=None,
-                   help="frames are resized to size x size (default 32 for small-cnn, 112 for a torchvision "
-                        "encoder, 64 for predict)")
+                   help="frames are resized to size x size (default 32 for small-cnn, 64 for the captioner's "
+                        "small-cnn, 112 for a torchvision encoder, 64 for predict)")
+    t.add_argument("--cnn-channels", type=_channels, default=None, metavar="C1,C2,...",
+                   help="small-cnn: widths of its conv blocks (each halves the frame; default 16,32,64, and "
+                        "8,16,32,64 for the captioner at 64 px or more)")
     t.add_argument("--frame-encoder", type=_frame_encoder, default="small-cnn",
                    help="small-cnn (ours, trained from scratch) or any torchvision classifier name (resnet18, "
                         "mobilenet_v3_small, ...), fed with its own (ImageNet) normalisation")
@@ -120,6 +155,13 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     t.add_argument("--appearance-augment", choices=["on", "off"], default="off",
                    help="random colour, size, speed and noise changes of training clips (frames only, not "
                         "cached features; default off)")
+    t.add_argument("--speed-augment", type=probability, default=None, metavar="P",
+                   help="caption: probability of showing a training clip slower (a stretched part of it: shorter "
+                        "paths, slighter growth; default 0.5)")
+    t.add_argument("--zoom-augment", type=_zoom, default=None, metavar="LO,HI",
+                   help="caption: zoom every training clip by a factor in [LO, HI] (default off)")
+    t.add_argument("--bow-weight", type=nonneg_float, default=None,
+                   help="caption: weight of the bag-of-words auxiliary loss (default 0.2)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=positive_int, default=None)
     t.add_argument("--init-from", default=None,
@@ -152,6 +194,7 @@ def build_parser(p: argparse.ArgumentParser) -> None:
 
     lb = add_command(sub, "label", cmd_label, "label clips (files or folders), or a long video window by window")
     lb.add_argument("paths", nargs="+")
+    lb.set_defaults(lean_exit=True)  # end without the CUDA libraries' teardown (cli_common.lean_exit): peak memory
     lb.add_argument("--checkpoint", default=None, help="file or shipped model name (default: video-classify)")
     lb.add_argument("--out", default=None,
                     help="labels.csv | labels.json, or a folder (with --segment: .srt, .csv or .json; "
@@ -165,6 +208,7 @@ def build_parser(p: argparse.ArgumentParser) -> None:
 
     c = add_command(sub, "caption", cmd_caption, "one sentence per clip")
     c.add_argument("paths", nargs="+")
+    c.set_defaults(lean_exit=True)  # end without the CUDA libraries' teardown (cli_common.lean_exit): peak memory
     c.add_argument("--checkpoint", default=None, help="file or shipped model name (default: video-caption)")
     c.add_argument("--beam", type=bounded_int(1, 64), default=5)
     c.add_argument("--out", default=None, help="write captions to .csv or .json (a folder: captions.csv inside)")
@@ -242,7 +286,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import VideoTrainConfig, train
+    from .train import CAPTION_RECIPE, VideoTrainConfig, train
 
     from encoders.video import SMALL_CNN, encoder_normalisation
 
@@ -266,7 +310,8 @@ def cmd_train(args) -> int:
                             "cnn-lstm, frame or the captioner")
         if args.weights and not tv:
             raise UserError("--weights needs a torchvision --frame-encoder (small-cnn trains from scratch)")
-        size = args.size or (112 if tv else 32)
+        caption = args.task == "caption"
+        size = args.size or (112 if tv else (CAPTION_RECIPE["size"] if caption else 32))
         mean, std = encoder_normalisation(args.frame_encoder)
         fe = {"num_frames": args.frames, "size": [size, size], "sampling": args.sampling, "stride": args.stride}
         if tv:
@@ -278,15 +323,31 @@ def cmd_train(args) -> int:
                 TorchvisionFrameEncoder(args.frame_encoder, args.weights)
             except ValueError as e:
                 raise UserError(str(e)) from None
-    epochs = args.epochs or {"classify": 25, "caption": 45, "predict": 10}[args.task]
+    epochs = args.epochs or {"classify": 25, "caption": CAPTION_RECIPE["epochs"], "predict": 10}[args.task]
     model_kwargs = {"channels": int(args.channels)} if args.task == "predict" and args.channels != "auto" else {}
+    caption_only = {"--speed-augment": args.speed_augment, "--zoom-augment": args.zoom_augment,
+                    "--bow-weight": args.bow_weight}
+    given = [k for k, v in caption_only.items() if v is not None]
+    if given and args.task != "caption":
+        raise UserError(f"{', '.join(given)}: for --task caption only")
+    if args.cnn_channels is not None and (tv or args.task == "predict" or model == "video-convlstm"):
+        raise UserError("--cnn-channels sets the small-cnn frame encoder (classify cnn-lstm/frame or caption)")
+    channels = args.cnn_channels or (CAPTION_RECIPE["cnn_channels"] if args.task == "caption" and not tv
+                                     and size >= CAPTION_RECIPE["size"] else None)
+    if channels is not None:
+        model_kwargs["frame_cnn"] = {"channels": list(channels)}
+    extra = {}
+    if args.task == "caption":
+        extra = {"speed_augment": CAPTION_RECIPE["speed_augment"] if args.speed_augment is None else args.speed_augment,
+                 "zoom_augment": args.zoom_augment,
+                 "bow_weight": CAPTION_RECIPE["bow_weight"] if args.bow_weight is None else args.bow_weight}
     cfg = VideoTrainConfig(task=args.task, model=model, model_kwargs=model_kwargs, frontend=fe, epochs=epochs,
                            batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, augment=not args.no_augment, max_steps=args.max_steps,
                            progress=_progress(args), init_from=args.init_from, target=args.target, device=device,
                            frame_encoder=args.frame_encoder, weights=args.weights,
                            freeze_encoder=args.freeze_encoder, context=args.context, horizon=args.horizon,
-                           appearance_augment=args.appearance_augment == "on")
+                           appearance_augment=args.appearance_augment == "on", **extra)
     t0 = time.time()
     res = train(args.data, args.out, cfg, resume=not args.fresh)
     res["checkpoint"] = str(Path(args.out) / "best.pt")

@@ -341,6 +341,32 @@ def appearance_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tenso
     return x.clamp(0, 1)
 
 
+def zoom_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, float] = (0.65, 1.35),
+                 speed_p: float = 0.0) -> torch.Tensor:
+    """The same clip seen from nearer or farther: float frames (T, 3, H, W) in [0, 1], every frame zoomed
+    by one factor drawn log-uniformly from ``scale`` about one point of the middle half of the frame
+    (< 1: a smaller object travelling a shorter path, the border pixels continued outwards; > 1: a
+    larger one, the edges cropped).  With probability ``speed_p`` also a slower action: a contiguous
+    5 to T-1 of the T frames, stretched back to T (nearest frame).  Shape, colour and direction (the
+    caption) stay true; one ``grid_sample`` call per clip, so it costs little next to training.
+    """
+    import torch.nn.functional as F
+
+    T = x.shape[0]
+    if speed_p > 0 and T > 5 and rng.random() < speed_p:
+        L = int(rng.integers(5, T))
+        a = int(rng.integers(0, T - L + 1))
+        x = x[torch.from_numpy(np.round(np.linspace(a, a + L - 1, T)).astype(np.int64))]
+    if scale[0] == scale[1] == 1:  # the speed change alone
+        return x
+    s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
+    cx, cy = rng.uniform(-0.5, 0.5, 2)
+    # output pixel p (normalised coordinates) samples the input at c + (p - c) / s
+    theta = torch.tensor([[[1 / s, 0.0, cx * (1 - 1 / s)], [0.0, 1 / s, cy * (1 - 1 / s)]]], dtype=x.dtype)
+    grid = F.affine_grid(theta.expand(T, 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp_(0, 1)
+
+
 class Vocab:
     """Word vocabulary from training captions; ids 0..3 are <pad>, <bos>, <eos>, <unk>."""
 
@@ -383,14 +409,19 @@ class CaptionDataset(Dataset):
 
     With ``augment``, a left-right flip swaps the words "left" and "right", and playing the clip
     backwards swaps left/right, up/down and grows/shrinks (seeded per epoch and index); with
-    ``appearance`` also :func:`appearance_augment` (frames only, not cached features).
+    ``appearance`` also :func:`appearance_augment`, with ``zoom`` (a scale range, e.g. (0.65, 1.35)) also
+    :func:`zoom_augment` (``speed_p``: its probability of a slower action) (frames only, not cached features).
     """
 
     def __init__(self, clips: ClipSet, vocab: Vocab, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0,
-                 features: tuple[torch.Tensor, torch.Tensor | None] | None = None, appearance: bool = False):
+                 features: tuple[torch.Tensor, torch.Tensor | None] | None = None, appearance: bool = False,
+                 zoom: tuple[float, float] | None = None, speed_p: float = 0.0):
         self.items = [(i, vocab.encode(c)) for i in range(len(clips)) for c in clips.captions[i]]
         self.frames, self.vocab, self.cfg, self.features = clips.frames, vocab, cfg, features
         self.appearance = appearance and features is None
+        geometry = tuple(zoom) if zoom else ((1.0, 1.0) if speed_p > 0 else None)  # (1, 1): the speed change alone
+        self.zoom = geometry if features is None else None
+        self.speed_p = speed_p
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.flip = self._word_map(vocab, _FLIP_WORDS)
         # play backwards only when every caption's action word has a reverse in the vocabulary
@@ -423,11 +454,15 @@ class CaptionDataset(Dataset):
             x, ids = x.flip(0), [self.reverse.get(t, t) for t in ids]
         if feats is not None:
             return x, torch.tensor(ids, dtype=torch.long)
-        if self.appearance and self.augment:
+        if (self.appearance or self.zoom) and self.augment:
             from encoders.video import normalize
 
-            rng = np.random.default_rng([self.seed, self.epoch, k, 1])
-            x = normalize(appearance_augment(x.movedim(-1, -3).float().div_(255.0), rng), self.cfg)
+            x = x.movedim(-1, -3).float().div_(255.0)
+            if self.zoom:
+                x = zoom_augment(x, np.random.default_rng([self.seed, self.epoch, k, 2]), self.zoom, self.speed_p)
+            if self.appearance:
+                x = appearance_augment(x, np.random.default_rng([self.seed, self.epoch, k, 1]))
+            x = normalize(x, self.cfg)
         else:
             x = uint8_to_input(x, self.cfg)
         return x, torch.tensor(ids, dtype=torch.long)
@@ -449,4 +484,4 @@ def collate_captions(batch):
 
 
 __all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
-           "load_clipset", "ClassifyDataset", "appearance_augment", "Vocab", "CaptionDataset", "collate_captions"]
+           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment", "Vocab", "CaptionDataset", "collate_captions"]

@@ -12,9 +12,18 @@ from pipelines.cli_common import write_text_atomic
 
 from .infer import caption_clips, evaluate, label_clips, label_segments, write_labels, write_srt
 from .synth import render_long_video, synthesize
-from .train import VideoTrainConfig, train
+from .train import CAPTION_RECIPE, VideoTrainConfig, train
 
 FRONTEND = {"num_frames": 8, "size": [32, 32], "sampling": "uniform"}
+
+
+def caption_config(epochs: int = CAPTION_RECIPE["epochs"], **kw) -> VideoTrainConfig:
+    """The captioner's recipe (:data:`pipelines.video.train.CAPTION_RECIPE`) as ``train --task caption``
+    runs it by default: FRONTEND at the recipe's frame size, its CNN widths, speed augmentation, BoW weight."""
+    r = CAPTION_RECIPE
+    return VideoTrainConfig(task="caption", model="video-caption", frontend={**FRONTEND, "size": [r["size"]] * 2},
+                            model_kwargs={"frame_cnn": {"channels": list(r["cnn_channels"])}}, epochs=epochs,
+                            speed_augment=r["speed_augment"], bow_weight=r["bow_weight"], **kw)
 
 
 def _log(msg: str) -> None:
@@ -51,8 +60,8 @@ def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: i
                                   ("caption", "video-caption", "caption", caption_epochs)]:
         t = time.time()
         _log(f"training {model} ({task}, {ep} epochs)")
-        cfg = VideoTrainConfig(task=task, model=model, frontend=FRONTEND, epochs=ep, progress=progress,
-                               device=device)
+        cfg = (caption_config(ep, progress=progress, device=device) if task == "caption" else
+               VideoTrainConfig(task=task, model=model, frontend=FRONTEND, epochs=ep, progress=progress, device=device))
         runs[name] = train(data, out / name, cfg)
         times[f"train_{name}"] = time.time() - t
 
@@ -155,4 +164,4 @@ def run_predict_demo(out: str | Path, train_clips: int = 300, epochs: int = 2, q
     return summary
 
 
-__all__ = ["run_demo", "run_predict_demo", "FRONTEND"]
+__all__ = ["run_demo", "run_predict_demo", "caption_config", "FRONTEND"]

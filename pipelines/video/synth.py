@@ -54,7 +54,9 @@ class ClipSpec:
     frames: int
     fps: float
     seed: int
-    style: str = "default"  # "unseen": the settings of STYLES["unseen"] (never used for training data)
+    # "unseen": every setting of UNSEEN (never used for training data); "unseen:size,shade": only those
+    # factors of UNSEEN_FACTORS (the others as in training), to tell which setting a model does not transfer to
+    style: str = "default"
 
 
 # Rendering settings that the default data never uses, for measuring how captions transfer: other
@@ -69,6 +71,28 @@ UNSEEN = {
     "fps": (8.0, 20.0, 50.0, 60.0),  # frame rates (training 10, 12, 15, 24, 25, 30)
     "backgrounds": ("blobs",),  # smooth drifting colour blobs (training: plain, gradient, noise, texture)
 }
+
+
+# The unseen settings, one name each: "shade" (colour shades), "size" (object size), "speed" (distance
+# travelled / growth factor), "timing" (frame counts and frame rates), "background" (the blob background).
+UNSEEN_FACTORS = ("shade", "size", "speed", "timing", "background")
+STYLES = ("default", "unseen") + tuple(f"unseen:{f}" for f in UNSEEN_FACTORS)
+
+
+def unseen_factors(style: str) -> frozenset[str]:
+    """The factors of :data:`UNSEEN_FACTORS` that ``style`` changes: none for "default", all for
+    "unseen", the listed ones for "unseen:a,b"."""
+    if style == "default":
+        return frozenset()
+    if style == "unseen":
+        return frozenset(UNSEEN_FACTORS)
+    if style.startswith("unseen:"):
+        names = [f.strip() for f in style[len("unseen:"):].split(",") if f.strip()]
+        bad = [f for f in names if f not in UNSEEN_FACTORS]
+        if names and not bad:
+            return frozenset(names)
+    raise ValueError(f"unknown style {style!r}: use default, unseen or unseen:<factors> "
+                     f"(comma list of {', '.join(UNSEEN_FACTORS)})")
 
 
 def _two_ranges(rng: np.random.Generator, ranges) -> float:
@@ -192,34 +216,39 @@ def random_spec(rng: np.random.Generator, action: str, seed: int, width: int | N
     )
 
 
-def random_spec_unseen(rng: np.random.Generator, action: str, seed: int) -> ClipSpec:
+def random_spec_unseen(rng: np.random.Generator, action: str, seed: int, style: str = "unseen") -> ClipSpec:
     """Like :func:`random_spec`, with the settings of :data:`UNSEEN` (frame counts, frame rates and
     background kinds that the default data never uses; shades, sizes and speeds are drawn in
-    :func:`render`)."""
+    :func:`render`).  ``style`` "unseen:<factors>" changes only those factors (see :func:`unseen_factors`)."""
+    factors = unseen_factors(style)
     spec = random_spec(rng, action, seed)
     lo, hi = UNSEEN["frames"][int(rng.integers(2))]
+    bg = UNSEEN["backgrounds"][int(rng.integers(len(UNSEEN["backgrounds"])))]
+    frames, fps = int(rng.integers(lo, hi + 1)), float(rng.choice(UNSEEN["fps"]))
+    if "timing" not in factors:
+        frames, fps = spec.frames, spec.fps
     return ClipSpec(action=action, colour=spec.colour, shape=spec.shape,
-                    background=UNSEEN["backgrounds"][int(rng.integers(len(UNSEEN["backgrounds"])))],
-                    width=spec.width, height=spec.height, frames=int(rng.integers(lo, hi + 1)),
-                    fps=float(rng.choice(UNSEEN["fps"])), seed=seed, style="unseen")
+                    background=bg if "background" in factors else spec.background,
+                    width=spec.width, height=spec.height, frames=frames, fps=fps, seed=seed, style=style)
 
 
 def render(spec: ClipSpec) -> np.ndarray:
     """Render a clip: uint8 RGB (frames, height, width, 3)."""
     rng = np.random.default_rng(spec.seed)
     H, W, n = spec.height, spec.width, spec.frames
-    unseen = spec.style == "unseen"
+    factors = unseen_factors(spec.style)
     colour = COLOURS[spec.colour]
-    if unseen:
+    if "shade" in factors:
         shift = rng.integers(-UNSEEN["shade"], UNSEEN["shade"] + 1, 3)
         colour = tuple(int(v) for v in np.clip(np.asarray(colour) + shift, 0, 255))
     obj = np.asarray(colour, dtype=np.float64)
     bg = _Background(spec.background, rng, H, W, obj)
-    m = min(H, W) * (_two_ranges(rng, UNSEEN["size_scale"]) if unseen else 1.0)
+    size, speed = "size" in factors, "speed" in factors
+    m = min(H, W) * (_two_ranges(rng, UNSEEN["size_scale"]) if size else 1.0)
     if spec.action in ("grow", "shrink"):
         r_small = rng.uniform(0.12, 0.15) * m
-        r_big = r_small * (_two_ranges(rng, UNSEEN["growth"]) if unseen else rng.uniform(1.7, 2.1))
-        if unseen:  # keep the largest object inside the frame
+        r_big = r_small * (_two_ranges(rng, UNSEEN["growth"]) if speed else rng.uniform(1.7, 2.1))
+        if size or speed:  # keep the largest object inside the frame
             r_big = min(r_big, 0.38 * min(H, W))
         r0, r1 = (r_small, r_big) if spec.action == "grow" else (r_big, r_small)
         pad = r_big * 1.2 + 1
@@ -227,12 +256,12 @@ def render(spec: ClipSpec) -> np.ndarray:
         cy0 = cy1 = rng.uniform(pad, H - pad)
     else:
         r0 = r1 = rng.uniform(0.16, 0.24) * m
-        if unseen:
+        if size:
             r0 = r1 = min(r0, 0.3 * min(H, W))
         pad = r0 * 1.2 + 1
         horizontal = spec.action in ("move_left", "move_right")
         extent = (W if horizontal else H) - 2 * pad
-        d = (_two_ranges(rng, UNSEEN["travel"]) if unseen else rng.uniform(0.45, 0.75)) * extent
+        d = (_two_ranges(rng, UNSEEN["travel"]) if speed else rng.uniform(0.45, 0.75)) * extent
         # start uniform over the positions that keep the whole path inside the frame: the covered
         # positions then have the same distribution for both directions along an axis
         lo = rng.uniform(pad, pad + extent - d)
@@ -260,8 +289,10 @@ def synthesize(out: str | Path, per_class: tuple[int, int, int] = (150, 20, 30),
     Clip ``k`` of the run uses seed ``(seed, k)``: another ``seed`` gives entirely fresh clips.
     Codecs rotate over ``codecs`` (several codecs/containers in one data set).  ``frames``: every
     clip this many frames long (default: 12–40 drawn per clip).  ``style="unseen"`` renders with the
-    settings of :data:`UNSEEN` instead (held-out measurements only).  Returns counts.
+    settings of :data:`UNSEEN` instead (held-out measurements only); "unseen:<factors>" with only some
+    of them (:func:`unseen_factors`).  Returns counts.
     """
+    unseen_factors(style)  # an unknown style fails before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     splits = {"train": [], "val": [], "test": []}
@@ -269,8 +300,8 @@ def synthesize(out: str | Path, per_class: tuple[int, int, int] = (150, 20, 30),
     jobs = [(split, action, i) for split, n in zip(splits, per_class) for action in ACTIONS for i in range(n)]
     for k, (split, action, i) in enumerate(tqdm(jobs, desc="render clips", disable=not progress, leave=False)):
         rng = np.random.default_rng([seed, k])
-        if style == "unseen":
-            spec = random_spec_unseen(rng, action, seed=int(rng.integers(2**31)))
+        if style != "default":
+            spec = random_spec_unseen(rng, action, seed=int(rng.integers(2**31)), style=style)
         else:
             spec = random_spec(rng, action, seed=int(rng.integers(2**31)), frames=frames)
         codec = codecs[k % len(codecs)]
@@ -377,6 +408,6 @@ def synthesize_digits(out: str | Path, counts: tuple[int, int, int] = (1000, 100
     return {k: len(v) for k, v in splits.items()} | {"out": str(out)}
 
 
-__all__ = ["UNSEEN", "random_spec_unseen", "digit_images", "render_digits", "synthesize_digits", "SHAPES", "COLOURS",
+__all__ = ["UNSEEN", "UNSEEN_FACTORS", "STYLES", "unseen_factors", "random_spec_unseen", "digit_images", "render_digits", "synthesize_digits", "SHAPES", "COLOURS",
            "ACTIONS", "BACKGROUNDS", "DEFAULT_CODECS", "caption_for", "ClipSpec", "random_spec", "render",
            "synthesize", "render_long_video"]
