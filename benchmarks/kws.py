@@ -8,15 +8,25 @@
 3. streaming on ONE CPU thread: latency per block (median, p99) and real-time factor for 10, 20, 100 and
    500 ms blocks, the torch, onnx, onnx-int8 and torchscript engines side by side (goal: RTF <= 0.01 at
    10 ms);
-4. training throughput (clips/s) of the default model, forward + backward + AdamW.
+4. training throughput (clips/s) of the default model, forward + backward + AdamW;
+5. does the model wait for data (issue #13 §4)?  ``--loop-steps N`` (``--only loop``: this part alone): steps/s
+   of ``lstm-media kws train``'s default run (``KWSConfig()`` as it is when run: per-item wave augmentation in
+   ``KWSTrainSet.__getitem__``, features inside the model's forward; Trainer, AdamW, clipping, logging) vs the
+   same model, loss and optimizer on the batches that loop made, replayed (``benchmarks/_loop.py``):
+   interleaved rounds, medians, CPU and wall time; a cProfile of the data side (items + collate) and its
+   seconds per batch next to the model's; and the same loop with DataLoader worker processes
+   (``--loop-workers``, a prototype of the fix: TrainConfig.num_workers, set here only) and, with
+   ``LeanKWSTrainSet`` (the same items made with fewer passes over the audio) and, with ``--batched-prototype``,
+   with the basic augmentation done on whole batches by tensor ops (``BatchedKWSTrainSet``): prototypes.
 
-Writes benchmarks/results/kws-cpu.json (with a machine description).
+Writes benchmarks/results/kws-cpu.json (with a machine description), merged into what is there.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +34,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _loop import RESULTS, compare, data_side, merge_json, model_step_seconds, section, write_summary  # noqa: E402
 from _machine import machine_info  # noqa: E402
+
+
+DEFAULT_DATA = "data/ship-kws/data"  # the shipped models' synthesised data (make models)
 
 
 def best_of(fn, repeat: int) -> float:
@@ -198,11 +212,330 @@ def bench_train(batch: int, steps: int, threads: int) -> dict:
     return out
 
 
+def _memo_decoding(kws_train):
+    """Decode each split once per benchmark process (outside the timed steps, so the figures do not
+    change; the rounds just start sooner).  Returns the original function, to put back."""
+    original, memo = kws_train.build_split, {}
+
+    def build_split(index, split, labels, skipped, *a, **k):
+        key = (str(index.root) if hasattr(index, "root") else None, len(index.items), split, tuple(labels),
+               a, tuple(sorted(k.items())))
+        if key not in memo:
+            memo[key] = original(index, split, labels, skipped, *a, **k)
+        return memo[key]
+
+    kws_train.build_split = build_split
+    return original
+
+
+def _speed_shift_gather(waves: torch.Tensor, factor: torch.Tensor, shift: torch.Tensor, tail: int | None = None):
+    """``encoders.audio.speed_perturb`` (linear interpolation, centre and length kept) then ``time_shift``
+    (zero fill) of every row of (B, N) ``waves`` at once, by per-row ``factor`` and ``shift`` (B,); ``tail``:
+    only the last ``tail`` output samples.  Positions in float64: equal to the per-item functions to 1e-6."""
+    B, n = waves.shape
+    factor = factor.double()
+    m = torch.round(n / factor).long()  # length of the resampled clip before centring
+    c = torch.where(m >= n, -((m - n) // 2), (n - m) // 2)  # output[j] = resampled[j - c]
+    k = torch.arange(n - (tail or n), n, dtype=torch.float64).unsqueeze(0) - (shift + c).double().unsqueeze(1)
+    # inside the resampled clip (0 <= k < m) and inside the shifted frame (0 <= k + c < n)
+    lo, hi = torch.clamp(-c, min=0).double(), torch.minimum(m, n - c).double()
+    valid = (k >= lo.unsqueeze(1)) & (k < hi.unsqueeze(1))
+    pos = (k * factor.unsqueeze(1)).clamp_(0, n - 1)  # np.interp holds the end values
+    i0 = pos.long()
+    i1 = (i0 + 1).clamp_(max=n - 1)
+    out = torch.lerp(waves.gather(1, i0), waves.gather(1, i1), (pos - i0).float())
+    return out.mul_(valid)
+
+
+class BatchedKWSTrainSet(torch.utils.data.Dataset):
+    """PROTOTYPE for the lead (issue #13 §4), not used by ``kws train``: the basic augmentation of
+    ``KWSTrainSet`` (speed, gain, time shift, a context prefix from another clip, background noise at a random
+    SNR, noise-only silences, SpecAugment draws, one context length per batch) made for a whole batch at once
+    with tensor ops, so the DataLoader hands out batches (``__getitems__``) instead of 64 items of numpy
+    calls.  The same distributions, drawn from one generator per (seed, epoch, batch) instead of one per item
+    (so not the same numbers as today's items).  The channel augmentations (VTLP, room, EQ, telephone, babble,
+    clipping) are not in it: with any of them on, it refuses."""
+
+    def __init__(self, base):
+        a = base.aug
+        if a.vtlp[0] != a.vtlp[1] or any((a.reverb_prob, a.eq_prob, a.phone_prob, a.clip_prob, a.babble_prob)):
+            raise NotImplementedError("the batched prototype covers the basic augmentation only")
+        from pipelines.kws.data import CLIP, PREFIX
+
+        self.base, self.clip_n, self.prefix_n = base, CLIP, PREFIX
+        n = PREFIX + CLIP  # noise files are tiled to at least one whole item, as noise_segment does
+        self.bank = [torch.from_numpy(np.tile(w, n // len(w) + 1) if len(w) < n else w).float() for w in base.bank]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def _noise(self, rng, B: int, n: int) -> torch.Tensor:
+        files = rng.integers(len(self.bank), size=B)
+        out = torch.empty(B, n)
+        for r, f in enumerate(files.tolist()):
+            src = self.bank[f]
+            s = int(rng.integers(0, len(src) - n + 1))
+            out[r] = src[s: s + n]
+        return out
+
+    def __getitems__(self, idx: list[int]):
+        from pipelines.kws.data import PCM
+
+        b, a = self.base, self.base.aug
+        B, CLIP, PREFIX = len(idx), self.clip_n, self.prefix_n
+        rng = np.random.default_rng([b.seed, b.epoch, idx[0], 104729])
+        nk = len(b.kw)
+        src = np.array([b.kw[i] if i < nk else (b.unk[b.unk_order[i - nk]] if i < nk + b.n_unknown else -1)
+                        for i in idx])
+        sil = torch.from_numpy(src < 0)
+        srct = torch.from_numpy(np.maximum(src, 0))
+        labels = torch.where(sil, b.silence, b.split.labels[srct])
+
+        def perturbed(rows, tail=None, shift=None):
+            f = torch.from_numpy(rng.uniform(*a.speed, size=len(rows)))
+            g = torch.from_numpy(10 ** (rng.uniform(*a.gain_db, size=len(rows)) / 20)).float()
+            sh = shift if shift is not None else torch.zeros(len(rows), dtype=torch.long)
+            w = b.split.waves[rows].float() / PCM
+            return _speed_shift_gather(w, f, sh, tail) * g.unsqueeze(1)
+
+        keep = int(rng.choice([0, PREFIX // 2, PREFIX]))  # first: only the context the batch keeps is made
+        m = int(16000 * a.shift_ms / 1000)
+        shift = torch.from_numpy(rng.integers(-m, m + 1, size=B)) if m else torch.zeros(B, dtype=torch.long)
+        clip = perturbed(srct, shift=shift).masked_fill(sil.unsqueeze(1), 0.0)
+        if keep:
+            has_prefix = torch.from_numpy(rng.random(B) < b.context_prob)
+            prefix = perturbed(torch.from_numpy(rng.integers(len(b.split.waves), size=B)), tail=keep)
+            wave = torch.cat([prefix * has_prefix.unsqueeze(1), clip], 1)
+        else:
+            wave = clip
+        if self.bank:
+            noise = self._noise(rng, B, keep + CLIP)
+            use = ~sil & torch.from_numpy(rng.random(B) < a.noise_prob)
+            snr = torch.from_numpy(rng.uniform(*a.snr_db, size=B)).float()
+            s = clip.square().mean(1).sqrt()
+            nr = noise[:, -CLIP:].square().mean(1).sqrt().clamp_min(1e-8)
+            level = torch.where(sil, 10 ** torch.from_numpy(rng.uniform(-4, -1, size=B)).float()
+                                / noise.square().mean(1).sqrt().clamp_min(1e-8), s / (nr * 10 ** (snr / 20)))
+            wave = wave + noise * torch.where(use | sil, level, 0.0).unsqueeze(1)
+        wave = wave.clamp(-4.0, 4.0)
+
+        def masks(k, mx, size):
+            k1 = max(k, 1)
+            w = rng.integers(0, mx + 1, size=(B, k1))
+            start = np.floor(rng.random((B, k1)) * (np.maximum(size - w, 0) + 1)).astype(np.int64)
+            out = np.stack([start, w], -1)
+            out[:, k:] = 0  # k = 0: one empty mask, as sample_spec_masks
+            return torch.from_numpy(out)
+
+        tm = masks(a.time_masks, a.time_mask_max, b.n_frames)
+        fm = masks(a.freq_masks, a.freq_mask_max, b.n_features)
+        return wave, labels, tm, fm, torch.ones(B)
+
+
+class LeanKWSTrainSet(torch.utils.data.Dataset):
+    """PROTOTYPE for the lead (issue #13 §4), not used by ``kws train``: ``KWSTrainSet.__getitem__`` with the
+    same random draws in the same order (so the same items, to float32 rounding) and fewer passes over the
+    audio: the speed perturbation interpolates straight from the int16 clip into its slot of one
+    preallocated (context + clip) buffer with the gain and the time shift folded in; the context clip is
+    interpolated only over the part that is kept; energies are dot products; noise and clipping work in
+    place; no copies at the end.  The channel augmentations (issue #9) run through ``KWSTrainSet._channel``
+    unchanged."""
+
+    def __init__(self, base):
+        from pipelines.kws.data import CLIP, PCM, PREFIX, SR
+
+        self.base, self.CLIP, self.PREFIX, self.SR, self.PCM = base, CLIP, PREFIX, SR, PCM
+        self.grid = np.arange(int(CLIP / min(base.aug.speed[0], 1.0)) + 2, dtype=np.float64)
+        self.xp = np.arange(CLIP, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def _perturbed_into(self, dst: np.ndarray, i: int, factor: float, gain: float, shift: int = 0) -> None:
+        """``speed_perturb(clip i, factor) * gain`` then ``time_shift(shift)``, written into the last
+        ``len(dst)`` samples of a clip-long frame (``dst`` is that tail, zeros outside the signal)."""
+        n, tail = self.CLIP, len(dst)
+        w = self.base.split.waves[i].numpy()
+        m = int(round(n / factor)) if factor != 1.0 else n
+        c = -((m - n) // 2) if m >= n else (n - m) // 2  # output[j] = resampled[j - c]
+        # output index j (of the clip frame) reads resampled index k = j - shift - c, valid in [lo, hi)
+        lo, hi = max(0, -c), min(m, n - c)
+        j0 = max(n - tail, lo + shift + c)
+        j1 = min(n, hi + shift + c)
+        if j1 <= j0:
+            return
+        k = self.grid[j0 - shift - c: j1 - shift - c]
+        pos = k * factor if factor != 1.0 else k
+        vals = np.interp(pos, self.xp, w)  # int16 in, float64 out (speed_perturb's float64 interpolation)
+        out = dst[j0 - (n - tail): j1 - (n - tail)]
+        np.multiply(vals.astype(np.float32), np.float32(gain / self.PCM), out=out)
+
+    def __getitem__(self, i: int):
+        from encoders.audio import sample_spec_masks
+        from pipelines.kws.data import noise_segment, silence_clip
+
+        b, a = self.base, self.base.aug
+        CLIP, PREFIX, SR = self.CLIP, self.PREFIX, self.SR
+        rng = np.random.default_rng([b.seed, b.epoch, i])
+        if i < len(b.kw):
+            src = b.kw[i]
+        elif i < len(b.kw) + b.n_unknown:
+            src = b.unk[b.unk_order[i - len(b.kw)]]
+        else:
+            src = None
+        wave = np.zeros(PREFIX + CLIP, np.float32)
+        clip = wave[PREFIX:]
+        if src is None:
+            label = b.silence
+        else:
+            label = int(b.split.labels[src])
+            factor = float(rng.uniform(*a.speed))
+            gain = 10 ** (rng.uniform(*a.gain_db) / 20)
+            shift = 0
+            if a.shift_ms:
+                m = int(SR * a.shift_ms / 1000)
+                shift = int(rng.integers(-m, m + 1))
+            self._perturbed_into(clip, src, factor, gain, shift)
+        if rng.random() < b.context_prob:
+            j = int(rng.integers(len(b.split.waves)))
+            factor = float(rng.uniform(*a.speed))
+            self._perturbed_into(wave[:PREFIX], j, factor, 10 ** (rng.uniform(*a.gain_db) / 20))
+        channel = src is not None and any((a.babble_prob, a.reverb_prob, a.eq_prob, a.phone_prob, a.clip_prob))
+        dry = clip.copy() if channel else None  # the channel augmentations read the clip before the noise
+        if src is None:
+            if b.bank:
+                wave += silence_clip(rng, b.bank, len(wave))
+        elif b.bank and rng.random() < a.noise_prob:
+            noise = noise_segment(rng, b.bank, len(wave))
+            snr = rng.uniform(*a.snr_db)
+            s = np.sqrt(np.dot(clip, clip) / CLIP)
+            tail = noise[-CLIP:]
+            nn_ = max(float(np.sqrt(np.dot(tail, tail) / CLIP)), 1e-8)
+            wave += noise * np.float32(s / (nn_ * 10 ** (snr / 20)))
+        if channel:
+            wave = b._channel(rng, wave, dry).astype(np.float32, copy=False)
+        elif src is not None:
+            np.clip(wave, -4.0, 4.0, out=wave)
+        tm, fm = sample_spec_masks(rng, b.n_frames, b.n_features, a)
+        context = int(rng.choice([0, PREFIX // 2, PREFIX]))
+        warp = float(rng.uniform(*a.vtlp)) if a.vtlp[0] != a.vtlp[1] else 1.0
+        return torch.from_numpy(wave), label, tm, fm, context, warp
+
+
+def _lean_prototype(train_set, collate):
+    return LeanKWSTrainSet(train_set), collate
+
+
+def _batched_prototype(train_set, collate):
+    return BatchedKWSTrainSet(train_set), _whole_batch
+
+
+def _whole_batch(batch):
+    return batch
+
+
+def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip: int = 10, threads: int = 1,
+                        workers: tuple[int, ...] = (1,), profile_batches: int = 8, lean: bool = True,
+                        batched: bool = False, robust: bool = False) -> dict:
+    """``lstm-media kws train --data DATA`` with its defaults: full loop vs model alone (CPU and wall time),
+    the data side's cost and profile, and the loop with ``workers`` DataLoader processes, with the lean
+    per-item augmentation (``lean``) and with the batched one (``batched``): prototypes of fixes."""
+    import importlib
+
+    from pipelines.kws.cli import main as kws_main
+
+    kws_train = importlib.import_module("pipelines.kws.train")  # the module (the package exports train())
+
+    if not (Path(data) / "training_list.txt").is_file() and not any(Path(data).glob("*/*.wav")):
+        raise SystemExit(f"{data}: not a Speech Commands-layout folder (make one: lstm-media kws synth --out {data})")
+
+    def run(run_dir: Path, flags: tuple[str, ...] = ()):
+        rc = kws_main(["train", "--data", str(data), "--out", str(run_dir), "--fresh", "--threads", str(threads),
+                       *flags])
+        raise RuntimeError(f"lstm-media kws train exited with {rc} before the timed steps")
+
+    cfg = kws_train.KWSConfig()
+    original = _memo_decoding(kws_train)
+    try:
+        print(f"kws: training loop vs model alone ({steps} steps of kws train's defaults, {threads} thread(s))",
+              file=sys.stderr, flush=True)
+        res = compare(kws_train, run, work / "w0", steps, rounds, skip, label="kws")
+        probe = res.pop("_probe")
+        step_s = model_step_seconds(probe)
+        side = data_side(probe, profile_batches, profile_top=15)
+        side["model_step_cpu_s"] = step_s
+        side["expected_ratio_if_serial"] = step_s / (step_s + side["cpu_s_per_batch"])
+        print(f"  kws data side: {side['cpu_s_per_batch'] * 1e3:.0f} ms CPU per batch vs model step "
+              f"{step_s * 1e3:.0f} ms -> expected ratio {side['expected_ratio_if_serial']:.3f}", file=sys.stderr)
+        res["data_side"] = side
+        res["worker_prototypes"] = {}
+        for w in workers:
+            print(f"kws: the same with num_workers={w} (prototype)", file=sys.stderr, flush=True)
+            r = compare(kws_train, run, work / f"w{w}", steps, rounds, skip, overrides={"num_workers": w},
+                        label=f"kws num_workers={w}")
+            r.pop("_probe")
+            r["judge_by"] = ("wall: a main process that waits for a worker's batch spends no CPU time, so only the "
+                             "wall ratio shows waiting; cpu_all counts the workers' CPU too")
+            res["worker_prototypes"][f"num_workers_{w}"] = r
+        protos = []
+        if lean:
+            protos.append(("lean_prototype", _lean_prototype, "lean per-item augmentation",
+                           "LeanKWSTrainSet in benchmarks/kws.py: KWSTrainSet.__getitem__ with the same draws (the "
+                           "same items to float32 rounding) and fewer passes over the audio, num_workers 0"))
+        if batched:
+            protos.append(("batched_prototype", _batched_prototype, "batched augmentation",
+                           "BatchedKWSTrainSet in benchmarks/kws.py: the basic augmentation on whole batches with "
+                           "tensor ops (same distributions, not the same draws), num_workers 0"))
+        if robust:
+            print("kws: the same with --augment robust (issue #9's speaker and channel augmentation)",
+                  file=sys.stderr, flush=True)
+            r = compare(kws_train, lambda d: run(d, ("--augment", "robust")), work / "robust", steps, rounds, skip,
+                        label="kws --augment robust")
+            p = r.pop("_probe")
+            st = model_step_seconds(p)
+            side = data_side(p, profile_batches, profile_top=10)
+            side.update(model_step_cpu_s=st, expected_ratio_if_serial=st / (st + side["cpu_s_per_batch"]))
+            r["data_side"] = side
+            from encoders.audio import AugmentConfig
+
+            default = " (the default)" if cfg.augment == AugmentConfig.robust() else " (not the default when measured)"
+            r["what"] = f"kws train --augment robust{default}: the cost of the channel augmentations"
+            res["augment_robust"] = r
+        for key, wrap, label, what in protos:
+            print(f"kws: the same with the {label} prototype", file=sys.stderr, flush=True)
+            try:
+                r = compare(kws_train, run, work / key, steps, rounds, skip, wrap_data=wrap, label=f"kws {label}")
+            except NotImplementedError as e:
+                res[key] = {"skipped": str(e)}
+                continue
+            p = r.pop("_probe")
+            st = model_step_seconds(p)
+            side = data_side(p, profile_batches)
+            side.update(model_step_cpu_s=st, expected_ratio_if_serial=st / (st + side["cpu_s_per_batch"]))
+            r["data_side"], r["what"] = side, what
+            res[key] = r
+    finally:
+        kws_train.build_split = original
+    aug = cfg.augment
+    res["config"] = (f"kws train defaults: {cfg.model} {cfg.num_layers} x {cfg.hidden_size}, {cfg.feature_kind} "
+                     f"features in the model (stack {cfg.stack}), batch {cfg.batch_size}, AdamW lr {cfg.lr}, clip "
+                     f"1.0, augmentation {aug.to_dict()}, CPU, {threads} thread(s), data {data}")
+    return res
+
+
 def main(args) -> dict:
     import tempfile
 
     load0 = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
+    if args.only == "loop":
+        return loop_main(args)
     res = {}
     if not args.skip_frontend:
         res["frontend"] = bench_frontend(args.batch, args.librosa_clips, args.repeat)
@@ -236,10 +569,39 @@ def main(args) -> dict:
                                   "the machine was shared with other jobs while measured: timings are contended")
     res["checkpoint"] = args.checkpoint
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    merge_json(out, res)
     print(f"wrote {out}")
+    if args.loop_steps:
+        if Path(args.data or DEFAULT_DATA).is_dir():
+            loop_main(args)
+        else:
+            print(f"no {args.data or DEFAULT_DATA}: the input-pipeline part is skipped (--data DIR, or make models)")
     return res
+
+
+def loop_main(args) -> dict:
+    """The input-pipeline part alone, merged into ``args.out`` under ``input_pipeline`` (and the summary)."""
+    import tempfile
+
+    torch.set_num_threads(args.loop_threads)
+    machine = machine_info(args.loop_threads)
+    with tempfile.TemporaryDirectory() as d:
+        res = bench_training_loop(args.data or DEFAULT_DATA, args.loop_steps, Path(d), args.loop_rounds,
+                                  args.loop_skip, args.loop_threads, tuple(args.loop_workers),
+                                  args.profile_batches, not args.no_lean_prototype, args.batched_prototype,
+                                  args.also_robust)
+    sec = section(res, res.pop("config"), machine)
+    out = Path(args.out)
+    merge_json(out, {"input_pipeline": sec})
+    if out.parent.resolve() == RESULTS.resolve():
+        write_summary()
+    print(json.dumps({"loop_vs_model_alone": {"cpu": sec["ratio_loop_vs_model_alone_cpu"],
+                                              "wall": sec["ratio_loop_vs_model_alone_wall"]},
+                      "workers": {k: v["ratio_loop_vs_model_alone_wall"]
+                                  for k, v in sec["worker_prototypes"].items()},
+                      **{k: sec[k].get("ratio_loop_vs_model_alone") for k in ("lean_prototype", "batched_prototype")
+                         if k in sec}, "out": str(out)}))
+    return sec
 
 
 def get_args_parser():
@@ -248,7 +610,8 @@ def get_args_parser():
                    help="a trained kws checkpoint or shipped model name (default: the shipped 'kws'); '' for an "
                         "untrained default model (no export figures)")
     p.add_argument("--data", default=None, help="a Speech Commands-layout folder: held-out accuracy of the PyTorch "
-                                                "model and of each export (float, int8) on its testing split")
+                                                "model and of each export (float, int8) on its testing split; the "
+                                                f"training data of the loop part (default there: {DEFAULT_DATA})")
     p.add_argument("--skip-frontend", action="store_true")
     p.add_argument("--skip-training", action="store_true")
     p.add_argument("--batch", type=int, default=256)
@@ -256,7 +619,24 @@ def get_args_parser():
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--stream-seconds", type=float, default=60.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "kws-cpu.json"))
+    p.add_argument("--out", default=str(RESULTS / "kws-cpu.json"))
+    p.add_argument("--only", choices=["all", "loop"], default="all",
+                   help="loop: only the input-pipeline part (training loop vs model alone)")
+    p.add_argument("--loop-steps", type=int, default=40, help="training steps timed per run (0: skip that part)")
+    p.add_argument("--loop-rounds", type=int, default=2, help="interleaved loop / model-alone pairs (medians)")
+    p.add_argument("--loop-skip", type=int, default=10, help="warm-up steps not timed")
+    p.add_argument("--loop-threads", type=int, default=1,
+                   help="torch threads of the training (default 1: least disturbed by other jobs)")
+    p.add_argument("--loop-workers", type=int, nargs="*", default=[1],
+                   help="also time the loop with these DataLoader worker counts (prototype; none: skip)")
+    p.add_argument("--profile-batches", type=int, default=8, help="batches of the data side under cProfile")
+    p.add_argument("--also-robust", action="store_true",
+                   help="also time the loop of kws train --augment robust (issue #9's channel augmentation)")
+    p.add_argument("--no-lean-prototype", action="store_true",
+                   help="skip the loop with the lean per-item augmentation prototype (LeanKWSTrainSet)")
+    p.add_argument("--batched-prototype", action="store_true",
+                   help="also time the loop with the batched-augmentation prototype (BatchedKWSTrainSet; measured "
+                        "slower than the lean per-item path on CPU)")
     return p
 
 

@@ -18,12 +18,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _loop import StepClock, ratios as loop_ratios, write_summary  # benchmarks/_loop.py: the clock every job's loop part uses
 from _machine import machine_info  # benchmarks/_machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,32 +123,14 @@ def bench_render(files: list[Path], work: Path, sr: int = 44100) -> dict:
     return out
 
 
-class _StepClock:
-    """Wall and CPU (process) time at every call of a loss function: the interval between two calls is one
-    whole iteration of the loop around it (batch, loss, backward, clipping, optimizer, logging)."""
-
-    def __init__(self):
-        self.wall, self.cpu = [], []
-
-    def tick(self):
-        self.wall.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-
-    def rates(self, skip: int = 10) -> dict:
-        """Steps/s over the calls after the first ``skip`` (warm-up)."""
-        n = len(self.wall) - 1 - skip
-        return {"steps": n, "wall_steps_per_s": n / (self.wall[-1] - self.wall[skip]),
-                "cpu_steps_per_s": n / (self.cpu[-1] - self.cpu[skip])}
-
-
 def bench_training_loop(data: Path, steps: int, work: Path, rounds: int = 2) -> dict:
     """Steps/s of ``music train``'s full training loop (the Trainer with its data, loss and optimizer) vs
     the same model, loss and optimizer on pre-made tensors of the same shapes; ``rounds`` interleaved pairs,
     medians.  Both are timed per iteration from inside the loss call (steps 10..N, so data loading before
     the loop and the checkpoint after it are not counted).  CPU time (``time.process_time``) is the figure
-    that a machine shared with other jobs disturbs least; wall time is given too."""
-    import statistics
-
+    that a machine shared with other jobs disturbs least; wall time is given too.  The clock and the ratios
+    are ``benchmarks/_loop.py``'s, as for every job (kws, video, long-memory replay the loop's own batches
+    through the Trainer's probe; here the batches are random tokens of the same shapes, which cost the same)."""
     from torch.nn import utils as nn_utils
 
     import pipelines.music.train as music_train
@@ -160,7 +144,7 @@ def bench_training_loop(data: Path, steps: int, work: Path, rounds: int = 2) -> 
         torch.manual_seed(0)
         model = get_model(cfg.model, vocab_size=len(vocab)).train()
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loss_fn, clock = music_train.CarriedStateLoss(), _StepClock()
+        loss_fn, clock = music_train.CarriedStateLoss(), StepClock()
         batches = [(torch.randint(3, len(vocab), (cfg.n_streams, cfg.bptt)),
                     torch.randint(3, len(vocab), (cfg.n_streams, cfg.bptt)), torch.tensor(i == 0)) for i in range(4)]
         for i in range(n):  # n calls, as the loop's max_steps
@@ -173,7 +157,7 @@ def bench_training_loop(data: Path, steps: int, work: Path, rounds: int = 2) -> 
         return clock.rates()
 
     def full_loop(run: Path) -> dict:
-        clock = _StepClock()
+        clock = StepClock()
 
         class TimedLoss(music_train.CarriedStateLoss):
             def __call__(self, model, batch):
@@ -194,14 +178,13 @@ def bench_training_loop(data: Path, steps: int, work: Path, rounds: int = 2) -> 
         loop.append(full_loop(work / f"loop{r}"))
     out = {"config": f"music train defaults: {cfg.model} (embed 128, 2 x 384), {cfg.n_streams} streams x "
                      f"{cfg.bptt} tokens, AdamW, clip 1.0, CPU, {torch.get_num_threads()} thread(s)",
-           "steps_timed": loop[0]["steps"], "rounds": rounds, "loop": loop, "model_alone": alone}
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "steps_timed": loop[0]["steps"], "rounds": rounds, **loop_ratios(loop, alone), "loop": loop,
+           "model_alone": alone}
     for clock in ("cpu", "wall"):
-        lo = statistics.median(x[f"{clock}_steps_per_s"] for x in loop)
-        al = statistics.median(x[f"{clock}_steps_per_s"] for x in alone)
-        out[f"ratio_loop_vs_model_alone_{clock}"] = lo / al
+        lo, al = out[f"loop_{clock}_steps_per_s"], out[f"alone_{clock}_steps_per_s"]
         print(f"  training loop {lo:.3f} steps/s, model alone {al:.3f} steps/s ({clock} time) -> ratio "
               f"{lo / al:.3f}", file=sys.stderr)
-    out["ratio_loop_vs_model_alone"] = out["ratio_loop_vs_model_alone_cpu"]
     return out
 
 
@@ -231,6 +214,8 @@ def main(args) -> dict:
             res["input_pipeline"] = bench_training_loop(Path(args.data), args.loop_steps, Path(d))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
+    if "input_pipeline" in res and Path(args.out).parent.resolve() == (ROOT / "benchmarks" / "results").resolve():
+        write_summary()
     print(json.dumps({"tokeniser_ratios": ratios,
                       "loop_vs_model_alone": res.get("input_pipeline", {}).get("ratio_loop_vs_model_alone"),
                       "render_audio_s_per_compute_s": {k: v["audio_s_per_compute_s"] for k, v in res["render"].items()

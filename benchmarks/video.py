@@ -8,9 +8,15 @@
    (randomly initialised; speed does not depend on the weights): building the feature cache (clips/s),
    training the LSTM on cached features vs end to end through the CNN (training clips/s), and the
    ratios, written to ``results/video-frozen-cpu.json``.
+4. Does the model wait for data (issue #13 §4)?  ``--loop-steps N`` (``--only loop``: this part alone): steps/s
+   of ``lstm-media video train``'s default runs (classify: video-cnn-lstm; caption: video-caption; T=8 frames
+   of 32x32, batch 16, flip/reverse augmentation, on the default rendered data) vs the same model, loss and
+   optimizer on the batches that loop made, replayed (``benchmarks/_loop.py``): interleaved rounds, medians,
+   CPU and wall time; merged into ``results/video-cpu.json`` under ``input_pipeline``.
 
     python benchmarks/video.py [--clips 48] [--threads 1] [--out benchmarks/results/video-cpu.json]
     python benchmarks/video.py --only frozen [--threads 1]
+    python benchmarks/video.py --only loop [--data data/ship-video/clips] [--loop-steps 60]
 """
 from __future__ import annotations
 
@@ -24,7 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _loop import RESULTS, compare, data_side, merge_json, model_step_seconds, section, write_summary
 from _machine import machine_info  # benchmarks/ is the script's folder
+
+DEFAULT_DATA = "data/ship-video/clips"  # the shipped models' rendered data (make models; = video synth defaults)
 
 
 def bench_front_end(paths: list[Path], fe) -> dict:
@@ -147,8 +156,63 @@ def bench_frozen(encoder: str = "resnet18", size: int = 112, T: int = 8, batch: 
     return out
 
 
+def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip: int = 10, threads: int = 1,
+                        tasks=("classify", "caption"), extra: tuple[str, ...] = ()) -> dict:
+    """``lstm-media video train --task T --data DATA`` with its defaults, for each task: full loop vs model
+    alone (CPU and wall time) and the data side's seconds per batch next to the model step's.  ``extra``:
+    more ``train`` flags (tests use tiny frames)."""
+    import importlib
+
+    from pipelines.video.cli import main as video_main
+
+    video_train = importlib.import_module("pipelines.video.train")  # the module (the package exports train())
+    if not (Path(data) / "classes.txt").is_file():
+        raise SystemExit(f"{data}: not a rendered video data set (make one: lstm-media video synth --out {data})")
+    out = {}
+    for task in tasks:
+        def run(run_dir: Path, task=task):
+            rc = video_main(["train", "--task", task, "--data", str(data), "--out", str(run_dir), "--fresh",
+                             "--threads", str(threads), *extra])
+            raise RuntimeError(f"lstm-media video train exited with {rc} before the timed steps")
+
+        print(f"video {task}: training loop vs model alone ({steps} steps of video train's defaults)",
+              file=sys.stderr, flush=True)
+        res = compare(video_train, run, work / task, steps, rounds, skip, label=f"video {task}")
+        probe = res.pop("_probe")
+        step_s = model_step_seconds(probe)
+        side = data_side(probe, 20)
+        side.update(model_step_cpu_s=step_s, expected_ratio_if_serial=step_s / (step_s + side["cpu_s_per_batch"]))
+        res["data_side"] = side
+        cfg = probe.config
+        res["config"] = (f"video train --task {task} defaults: {probe.model0.__class__.__name__} "
+                         f"({sum(p.numel() for p in probe.model0.parameters())} parameters), batch {cfg.batch_size}, "
+                         f"AdamW lr {cfg.lr}, clip {cfg.grad_clip}, flip/reverse augmentation, input "
+                         f"{tuple(probe.batches[0][0].shape[1:])}, CPU, {threads} thread(s), data {data}")
+        out[task] = res
+    return out
+
+
+def loop_main(args) -> dict:
+    """The input-pipeline part alone, merged into ``args.out`` under ``input_pipeline`` (and the summary)."""
+    machine = machine_info(args.threads, note=args.note)
+    with tempfile.TemporaryDirectory() as d:
+        res = bench_training_loop(args.data, args.loop_steps, Path(d), args.loop_rounds, args.loop_skip,
+                                  args.threads)
+    secs = {task: section(r, r.pop("config"), machine) for task, r in res.items()}
+    out = Path(args.out) if args.out else RESULTS / "video-cpu.json"
+    merge_json(out, {"input_pipeline": secs})
+    if out.parent.resolve() == RESULTS.resolve():
+        write_summary()
+    print(json.dumps({"loop_vs_model_alone": {t: {"cpu": s["ratio_loop_vs_model_alone_cpu"],
+                                                  "wall": s["ratio_loop_vs_model_alone_wall"]}
+                                              for t, s in secs.items()}, "out": str(out)}))
+    return secs
+
+
 def main(args) -> dict:
     torch.set_num_threads(args.threads)
+    if args.only == "loop":
+        return loop_main(args)
     if args.only == "frozen":
         res = {"machine": machine_info(args.threads, note=args.note), "frozen": bench_frozen()}
         out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / "video-frozen-cpu.json"
@@ -197,9 +261,14 @@ def main(args) -> dict:
         print(f"{k:>15}: train {v['train_clips_per_s']:6.1f} clips/s, inference {v['infer_clips_per_s']:6.1f} clips/s",
               file=sys.stderr)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / "video-cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    merge_json(out, res)  # keeps the input_pipeline section
     print(json.dumps(res))
+    if args.loop_steps:
+        if (Path(args.data) / "classes.txt").is_file():
+            loop_main(args)
+        else:
+            print(f"no data set in {args.data}: the input-pipeline part is skipped (--data DIR, or make models)",
+                  file=sys.stderr)
     return res
 
 
@@ -208,8 +277,13 @@ def get_args_parser():
     ap.add_argument("--clips", type=int, default=48, help="clips rendered (split over 4 codecs)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note", default=None, help="machine note (default: judged from the load average)")
-    ap.add_argument("--only", choices=["all", "frozen"], default="all",
-                    help="frozen: only the frozen-feature section (its own results file)")
+    ap.add_argument("--only", choices=["all", "frozen", "loop"], default="all",
+                    help="frozen: only the frozen-feature section (its own results file); loop: only the "
+                         "input-pipeline part (training loop vs model alone)")
+    ap.add_argument("--data", default=DEFAULT_DATA, help="rendered data the loop part trains on (default %(default)s)")
+    ap.add_argument("--loop-steps", type=int, default=60, help="training steps timed per run (0: skip that part)")
+    ap.add_argument("--loop-rounds", type=int, default=2, help="interleaved loop / model-alone pairs (medians)")
+    ap.add_argument("--loop-skip", type=int, default=10, help="warm-up steps not timed")
     ap.add_argument("--out", default=None,
                     help="default results/video-cpu.json (frozen: results/video-frozen-cpu.json)")
     return ap
