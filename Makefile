@@ -17,7 +17,7 @@ setup: $(STAMP) debs
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,music,video,bench,deploy,live]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,music,video,bench,deploy,live,voices]'
 	@touch $@
 
 debs:

@@ -455,7 +455,10 @@ def write_summary(results: Path = RESULTS, out: Path | None = None) -> dict:
         paired = ratios(sec["loop"], sec["model_alone"]) if sec.get("loop") and sec.get("model_alone") else {}
         row = {"ratio_cpu": sec.get("ratio_loop_vs_model_alone_cpu", sec["ratio_loop_vs_model_alone"]),
                "ratio_wall": sec.get("ratio_loop_vs_model_alone_wall"),
-               "meets_goal": sec["ratio_loop_vs_model_alone"] >= GOAL,
+               # with data workers the training process's CPU time hides the waiting: judge by wall time then
+               "meets_goal": (sec.get("ratio_loop_vs_model_alone_wall") if sec.get("num_workers")
+                              else sec["ratio_loop_vs_model_alone"]) >= GOAL,
+               "judged_by": "wall" if sec.get("num_workers") else "cpu",
                "ratio_cpu_paired_median": paired.get("ratio_paired_median_cpu"),
                "ratio_wall_paired_median": paired.get("ratio_paired_median_wall"),
                "config": sec.get("config"), "steps_timed": sec.get("steps_timed"), "rounds": sec.get("rounds"),

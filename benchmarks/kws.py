@@ -38,7 +38,7 @@ from _loop import RESULTS, compare, data_side, merge_json, model_step_seconds, s
 from _machine import machine_info  # noqa: E402
 
 
-DEFAULT_DATA = "data/ship-kws/data"  # the shipped models' synthesised data (make models)
+DEFAULT_DATA = "data/ship/kws/data"  # the shipped models' synthesised data (make models --work data/ship)
 
 
 def best_of(fn, repeat: int) -> float:

@@ -200,7 +200,7 @@ class AugmentConfig(DictConfig):
     @classmethod
     def robust(cls) -> "AugmentConfig":
         """Speaker and channel augmentation on top of :meth:`basic` (issue #9)."""
-        return cls(vtlp=(0.85, 1.18), reverb_prob=0.3, eq_prob=0.5, phone_prob=0.15, clip_prob=0.05,
+        return cls(vtlp=(0.85, 1.18), reverb_prob=0.3, eq_prob=0.5, phone_prob=0.25, clip_prob=0.05,
                    babble_prob=0.15, snr_db=(3.0, 30.0), speed=(0.85, 1.18))
 
 

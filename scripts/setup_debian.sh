@@ -12,6 +12,12 @@ for pair in /usr/share/sounds/sf2/TimGM6mb.sf2:timgm6mb-soundfont; do
   file=${pair%%:*}; pkg=${pair##*:}
   [ -f "$file" ] || [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=("$pkg")
 done
+# Festival's voices have no command either: their folders (kws synth's third engine)
+for pair in /usr/share/festival/voices/english/kal_diphone:festvox-kallpc16k /usr/share/festival/voices/english/ked_diphone:festvox-kdlpc16k /usr/share/festival/voices/us/cmu_us_slt_arctic_hts:festvox-us-slt-hts; do
+  dir=${pair%%:*}; pkg=${pair##*:}
+  [ -d "$dir" ] || need+=("$pkg")
+done
+command -v festival >/dev/null 2>&1 || need+=(festival)
 # a shared library has no command either: a dpkg check (kws detect --mic: sounddevice needs PortAudio)
 for pkg in libportaudio2; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")

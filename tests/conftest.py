@@ -46,8 +46,8 @@ def kws_stream_recording(tmp_path_factory) -> Path:
     from pipelines.kws.cli import main
 
     d = tmp_path_factory.mktemp("kws_stream")
-    rc = main(["synth", "--out", str(d / "data"), "--words", "yes", "no", "--variants-per-accent", "1",
-               "--flite-takes", "1", "--espeak-takes", "1"])
+    rc = main(["synth", "--out", str(d / "data"), "--words", "yes", "no", "--engines", "espeak", "flite",
+               "--variants-per-accent", "1", "--flite-variants", "1", "--espeak-takes", "1"])
     assert rc == 0
     wav = d / "long.wav"
     rc = main(["stream-wav", "--data", str(d / "data"), "--out", str(wav), "--words", "yes", "no", "--keywords", "6",

@@ -62,8 +62,8 @@ def tiny_run(tmp_path_factory):
     """A tiny synthesised dataset (3 words, 13 voices) with bad files mixed in, and a few training steps."""
     d = tmp_path_factory.mktemp("kws")
     data, run = d / "data", d / "run"
-    r = run_cli("synth", "--out", data, "--words", "yes", "no", "cat", "--variants-per-accent", "1",
-                "--flite-takes", "1", "--espeak-takes", "1", "--json")
+    r = run_cli("synth", "--out", data, "--words", "yes", "no", "cat", "--engines", "espeak", "flite",
+                "--variants-per-accent", "1", "--flite-variants", "1", "--espeak-takes", "1", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["clips"] == 3 * (8 + 5 * 1) and summary["failed"] == 0
@@ -325,7 +325,8 @@ def test_shipped_model_still_spots_fresh_held_out_voices(tmp_path):
     testing split, which no shipped model ever heard."""
     data = tmp_path / "fresh"
     r = run_cli("synth", "--out", data, "--words", "yes", "no", "stop", "go", "--variants-per-accent", "10",
-                "--espeak-takes", "1", "--flite-takes", "1", "--seed", "7")
+                "--espeak-takes", "1", "--flite-variants", "2", "--festival-variants", "2", "--piper-variants", "4",
+                "--seed", "7")
     assert r.returncode == 0, r.stderr
     r = run_cli("eval", "--data", data, "--split", "testing", "--json", "--device", "cpu")
     assert r.returncode == 0, r.stderr

@@ -162,3 +162,55 @@ def test_silence_is_judged_by_energy_not_peak(tmp_path):
         assert name in str(e.value)
     write_wav(tmp_path / "quiet.wav", tone(440, amp=0.003))  # quiet speech level (-53 dBFS RMS) is kept
     assert np.abs(load_clip(tmp_path / "quiet.wav")).max() > 0.002
+
+
+def _reference_item(ds, i):
+    """KWSTrainSet.__getitem__ written the plain way (speed_perturb, time_shift, concatenate): the fast
+    in-place version must give the same items."""
+    from encoders.audio import sample_spec_masks, speed_perturb, time_shift
+    from pipelines.kws.data import PCM, SR, noise_segment, silence_clip
+
+    def clip_of(rng, j):
+        w = ds.split.waves[j].numpy().astype(np.float32) / PCM
+        w = speed_perturb(w, float(rng.uniform(*ds.aug.speed)))
+        return w * 10 ** (rng.uniform(*ds.aug.gain_db) / 20)
+
+    rng = np.random.default_rng([ds.seed, ds.epoch, i])
+    a = ds.aug
+    src = ds.kw[i] if i < len(ds.kw) else (ds.unk[ds.unk_order[i - len(ds.kw)]] if i < len(ds.kw) + ds.n_unknown
+                                           else None)
+    if src is None:
+        clip, label = np.zeros(CLIP, np.float32), ds.silence
+    else:
+        clip, label = clip_of(rng, src), int(ds.split.labels[src])
+        m = int(SR * a.shift_ms / 1000)
+        clip = time_shift(torch.from_numpy(clip), int(rng.integers(-m, m + 1))).numpy()
+    prefix = np.zeros(PREFIX, np.float32)
+    if rng.random() < ds.context_prob:
+        prefix = clip_of(rng, int(rng.integers(len(ds.split.waves))))[-PREFIX:]
+    wave = np.concatenate([prefix, clip]).astype(np.float32)
+    if src is None:
+        wave = wave + silence_clip(rng, ds.bank, len(wave))
+    elif rng.random() < a.noise_prob:
+        noise = noise_segment(rng, ds.bank, len(wave))
+        snr = rng.uniform(*a.snr_db)
+        s = np.sqrt(np.mean(clip ** 2))
+        n = max(float(np.sqrt(np.mean(noise[-CLIP:] ** 2))), 1e-8)
+        wave = wave + noise * (s / (n * 10 ** (snr / 20)))
+    if src is not None:
+        wave = ds._channel(rng, wave, clip)
+    tm, fm = sample_spec_masks(rng, ds.n_frames, ds.n_features, a)
+    return wave.astype(np.float32), label, tm, fm
+
+
+@pytest.mark.parametrize("recipe", ["basic", "robust"])
+def test_fast_item_equals_the_plain_reference(layout, recipe):
+    labels = make_labels(["yes", "no"])
+    tr = build_split(scan_dataset(layout), "training", labels, SkipCounter(), progress=False)
+    ds = KWSTrainSet(tr, noise_bank(layout), labels, getattr(AugmentConfig, recipe)(), seed=5)
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            got, want = ds[i], _reference_item(ds, i)
+            assert got[1] == want[1] and torch.equal(got[2], want[2]) and torch.equal(got[3], want[3])
+            np.testing.assert_allclose(got[0].numpy(), want[0], atol=2e-3 if recipe == "robust" else 1e-5)

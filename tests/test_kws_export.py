@@ -21,9 +21,11 @@ MODELS = Path(__file__).resolve().parents[1] / "pipelines" / "models"
 needs_shipped = pytest.mark.skipif(not (MODELS / "kws.pt").is_file(), reason="shipped kws model not built (make models)")
 
 
-def tiny_bundle(path: Path, bidirectional=False, seed=0) -> Path:
+def tiny_bundle(path: Path, bidirectional=False, seed=0, cmn_frames=0) -> Path:
     torch.manual_seed(seed)
     kwargs = {"n_classes": 5, "hidden_size": 24, "num_layers": 2, "bidirectional": bidirectional}
+    if cmn_frames:
+        kwargs["cmn_frames"] = cmn_frames
     m = get_model("kws-lstm", **kwargs).eval()
     m.set_normalisation(torch.randn(40) * 10, torch.rand(40) * 5 + 1)
     meta = bundle.make_meta("kws", "kws-lstm", kwargs, front_end=m.feature_config.to_dict(),
@@ -37,16 +39,17 @@ def noise(seconds, seed=0):
     return (g.standard_normal(int(seconds * 16000)) * 0.1 * np.linspace(0.2, 2, int(seconds * 16000))).astype(np.float32)
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_equals_pytorch_for_any_block_and_batch(fmt, tmp_path):
+@pytest.mark.parametrize("fmt,cmn", [("onnx", 0), ("torchscript", 0), ("onnx", 100), ("torchscript", 100)])
+def test_export_equals_pytorch_for_any_block_and_batch(fmt, cmn, tmp_path):
     if fmt == "onnx":
         pytest.importorskip("onnx")
         pytest.importorskip("onnxruntime")
-    ck = tiny_bundle(tmp_path / "m.pt")
+    ck = tiny_bundle(tmp_path / "m.pt", cmn_frames=cmn)
     res = export(ck, tmp_path / "exp", fmt)
     assert res["max_abs_diff"] < 1e-5 and Path(res["file"]).is_file()
     meta = json.loads((tmp_path / "exp" / "meta.json").read_text())
     assert (meta["engine"], meta["step_samples"], meta["tail_samples"], meta["labels"][0]) == (fmt, 480, 352, "_silence_")
+    assert meta["cmn_frames"] == cmn and meta["version"] == 2
     model, _ = bundle.load(ck, "kws")
     eng = load_engine(tmp_path / "exp")
     w = noise(4.0)
@@ -143,19 +146,20 @@ def test_export_and_engine_errors_are_one_line(tmp_path, capsys):
     assert e.value.code == 2
 
 
-def test_stream_step_is_the_model_step():
+@pytest.mark.parametrize("cmn", [0, 60])
+def test_stream_step_is_the_model_step(cmn):
     """The exported step on its own, in PyTorch: state in, state out, chunks == whole."""
     torch.manual_seed(1)
-    m = get_model("kws-lstm", n_classes=4, hidden_size=16, num_layers=1).eval()
+    m = get_model("kws-lstm", n_classes=4, hidden_size=16, num_layers=1, cmn_frames=cmn).eval()
     step = StreamStep(m)
     w = torch.from_numpy(noise(2.0, 3))
     n = (len(w) - 352) // 480 * 480
-    z = torch.zeros(1, 1, 16)
+    z, zm = torch.zeros(1, 1, 16), torch.zeros(1, 40)
     with torch.no_grad():
-        whole, *_ = step(w[None, 352: 352 + n], w[None, :352], z, z)
-        tail, h, c, parts = w[None, :352], z, z, []
+        whole, *_ = step(w[None, 352: 352 + n], w[None, :352], z, z, zm)
+        tail, h, c, mm, parts = w[None, :352], z, z, zm, []
         for s in range(352, 352 + n, 960):
-            p, tail, h, c = step(w[None, s: min(s + 960, 352 + n)], tail, h, c)
+            p, tail, h, c, mm = step(w[None, s: min(s + 960, 352 + n)], tail, h, c, mm)
             parts.append(p)
         clip = m(w[None, : 352 + n]).softmax(-1)
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-5, rtol=1e-4)

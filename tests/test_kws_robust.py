@@ -26,11 +26,13 @@ def chirp(n=16000, sr=16000):
 
 @pytest.fixture(scope="module")
 def robust_run(tmp_path_factory):
-    """13 voices (8 espeak-ng, 5 flite) x 3 words; a tiny model trained without flite."""
+    """18 voices (8 espeak-ng, 5 flite, 3 Festival, 2 piper pseudo-speakers) x 3 words; a tiny model trained
+    without flite."""
     d = tmp_path_factory.mktemp("kws-robust")
     data, run = d / "data", d / "run"
     r = run_cli("synth", "--out", data, "--words", "yes", "no", "cat", "--variants-per-accent", "1",
-                "--flite-takes", "1", "--espeak-takes", "1", "--json")
+                "--flite-variants", "1", "--festival-variants", "1", "--piper-variants", "2", "--espeak-takes", "1",
+                "--json")
     assert r.returncode == 0, r.stderr
     r = run_cli("train", "--data", data, "--out", run, "--words", "yes", "no", *TINY, "--holdout-engine", "flite",
                 "--json")
@@ -45,21 +47,59 @@ def test_engine_of_names():
     assert engine_of("x_nohash_0.wav", {"x": "festival"}) == "festival"  # synth.json's record wins
 
 
+def test_four_engines_speak_every_word_with_pseudo_speakers(robust_run):
+    data, _, s = robust_run
+    meta = json.loads((data / "synth.json").read_text())
+    voices = {v["id"]: v for v in meta["voices"]}
+    assert s is not None and meta["summary"]["failed"] == 0
+    assert sorted(v["engine"] for v in voices.values()).count("piper") == 2
+    assert voices["piper-joe-v0"]["warp"] == 1.0 and voices["piper-joe-v1"]["warp"] != 1.0
+    for word in ("yes", "no", "cat"):
+        for vid in ("festival-kal", "festival-ked", "festival-slthts", "piper-joe-v0", "piper-joe-v1"):
+            w = load_audio(data / word / f"{vid}_nohash_0.wav", sr=16000)
+            assert len(w) == 16000 and 0.2 < np.abs(w).max() <= 0.9  # centred, normalised speech
+            assert np.sqrt(np.mean(w ** 2)) > 0.01
+
+
+def test_vocal_tract_warp_scales_frequencies():
+    from pipelines.kws.synth import vocal_tract_warp
+
+    sr = 16000
+    tone = np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)
+    for factor in (0.88, 1.0, 1.15):
+        w = vocal_tract_warp(tone, factor)
+        assert abs(len(w) - sr / factor) <= 1
+        peak = np.argmax(np.abs(np.fft.rfft(w * np.hanning(len(w))))) * sr / len(w)
+        assert abs(peak - 440 * factor) < 3
+
+
+def test_synth_names_a_missing_or_unknown_engine(tmp_path, monkeypatch):
+    from pipelines.cli_common import UserError
+    from pipelines.kws import synth
+
+    monkeypatch.setattr(synth, "engine_available", lambda e, cfg=None: e != "piper")
+    with pytest.raises(UserError, match="piper is not installed: pip install piper-tts"):
+        synth.synthesize(tmp_path / "d", synth.SynthConfig(words=("yes",)))
+    with pytest.raises(UserError, match="unknown engine 'sapi'"):
+        synth.synthesize(tmp_path / "d", synth.SynthConfig(words=("yes",), engines=("espeak", "sapi")))
+    assert not (tmp_path / "d").exists()
+
+
 def test_holdout_engine_trains_without_it_and_tests_on_all_of_it(robust_run):
     data, run, s = robust_run
     idx = scan_dataset(data)
-    assert idx.engines == ["espeak", "flite"]
+    assert idx.engines == ["espeak", "festival", "flite", "piper"]
     h = s["holdout_engine"]
-    assert h["engine"] == "flite" and h["trained_on"] == ["espeak"]
+    assert h["engine"] == "flite" and h["trained_on"] == ["espeak", "festival", "piper"]
     n_flite_kw = sum(1 for it in idx.items if it.engine == "flite" and it.word in ("yes", "no"))
     assert h["n"] >= n_flite_kw == 10 and 0 <= h["accuracy"] <= 1
     b = torch.load(run / "best.pt", weights_only=True)
     assert b["task"]["holdout_engine"] == "flite"
     assert b["front_end"]["amin"] == 1e-5  # the default log floor: empty bands stay inside the trained range
-    # no flite clip reached training or validation; the by-voice test covers espeak only
+    # no flite clip reached training or validation; the by-voice test covers the other engines only
     assert b["data"]["clips"]["training"] + b["data"]["clips"]["validation"] + b["data"]["clips"]["testing"] == \
-        sum(1 for it in idx.items if it.engine == "espeak")
-    assert set(s["test_by_engine"]) <= {"espeak"}
+        sum(1 for it in idx.items if it.engine != "flite")
+    assert set(s["test_by_engine"]) <= {"espeak", "festival", "piper"}
     assert s["test_telephone_accuracy"] is None or 0 <= s["test_telephone_accuracy"] <= 1
     rep = json.loads((run / "test_report.json").read_text())
     assert rep["holdout_engine"]["engine"] == "flite" and (run / "confusion_holdout_engine.png").is_file()
@@ -74,8 +114,8 @@ def test_eval_by_engine_and_telephone(robust_run, tmp_path):
     assert list(rep["by_engine"]) == ["flite"] and rep["by_engine"]["flite"]["n"] == rep["n"] == 15
     r = run_cli("eval", "--checkpoint", run / "best.pt", "--data", data, "--telephone", "--json", "--device", "cpu")
     assert r.returncode == 0 and json.loads(r.stdout)["telephone"] is True
-    one_error_line(run_cli("eval", "--checkpoint", run / "best.pt", "--data", data, "--engine", "festival"),
-                   "festival", "espeak, flite")
+    one_error_line(run_cli("eval", "--checkpoint", run / "best.pt", "--data", data, "--engine", "mbrola"),
+                   "mbrola", "espeak, festival, flite, piper")
     one_error_line(run_cli("train", "--data", data, "--out", tmp_path / "r", *TINY, "--holdout-engine", "mbrola"),
                    "mbrola")
     assert not (tmp_path / "r").exists()
@@ -164,3 +204,56 @@ def test_enroll_adds_a_word_and_writes_a_kws_bundle(robust_run, tmp_path):
     bad.write_text("not audio")
     one_error_line(run_cli("enroll", "--word", "kitty", bad, "--data", data, "--checkpoint", run / "best.pt",
                            "--out", tmp_path / "y"), "kitty", "recordings")
+
+
+def test_engine_balance_gives_every_engine_the_same_share(robust_run):
+    data = robust_run[0]
+    labels = make_labels(["yes", "no"])
+    idx = scan_dataset(data)
+    tr = build_split(idx, "training", labels, SkipCounter(), progress=False)
+    plain = KWSTrainSet(tr, noise_bank(data), labels, AugmentConfig.basic(), seed=0)
+    fair = KWSTrainSet(tr, noise_bank(data), labels, AugmentConfig.basic(), seed=0, balance_engines=True)
+    engines = sorted({tr.engines[i] for i in plain.kw})
+    assert len(engines) >= 3
+    drawn = []
+    for epoch in range(200):
+        fair.set_epoch(epoch)
+        drawn += [tr.engines[i] for i in fair.kw]
+        assert len(fair.kw) == len(plain.kw) and set(fair.kw) <= set(plain.kw)
+    share = {e: drawn.count(e) / len(drawn) for e in engines}
+    assert all(abs(s - 1 / len(engines)) < 0.03 for s in share.values()), share
+    plain_share = {e: sum(tr.engines[i] == e for i in plain.kw) / len(plain.kw) for e in engines}
+    assert max(plain_share.values()) > 0.4  # espeak-ng's 8 voices outnumber the others' one or two
+    a, b = fair[0], fair[0]  # still seeded
+    assert torch.equal(a[0], b[0])
+
+
+def test_data_workers_train_the_same_model(robust_run, tmp_path):
+    """--workers moves the augmentation to another process; the items, hence the weights, stay the same."""
+    data = robust_run[0]
+    sd = []
+    for w in (0, 1):
+        r = run_cli("train", "--data", data, "--out", tmp_path / f"w{w}", "--words", "yes", "no", "--hidden", "16",
+                    "--layers", "1", "--batch-size", "8", "--max-steps", "3", "--epochs", "1", "--workers", str(w),
+                    "--threads", "1", "--device", "cpu", "--json")
+        assert r.returncode == 0, r.stderr
+        sd.append(torch.load(tmp_path / f"w{w}" / "last.pt", weights_only=True)["state_dict"])
+    assert sd[0].keys() == sd[1].keys()
+    for k in sd[0]:
+        torch.testing.assert_close(sd[0][k], sd[1][k], rtol=0, atol=1e-6)
+
+
+def test_epochs_flag_trains_exactly_those_epochs():
+    import argparse
+
+    from pipelines.kws.cli import _train_config, build_parser
+    from pipelines.kws.train import KWSConfig
+
+    p = argparse.ArgumentParser()
+    build_parser(p)
+    base = ["train", "--data", "d", "--out", "o"]
+    assert _train_config(p.parse_args(base)).min_steps == KWSConfig().min_steps > 0
+    assert _train_config(p.parse_args(base + ["--epochs", "2"])).min_steps == 0
+    assert _train_config(p.parse_args(base + ["--epochs", "2", "--min-steps", "40"])).min_steps == 40
+    cfg = KWSConfig()  # issue #9's recipe is the default
+    assert cfg.augment == AugmentConfig.robust() and cfg.balance_engines and cfg.cmn_frames > 0

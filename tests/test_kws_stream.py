@@ -25,9 +25,9 @@ def wave(seed=0, n=16000):
     return torch.randn(n, generator=g) * 0.1
 
 
-@pytest.mark.parametrize("block", [160, 1234, 8000])
-def test_streamed_equals_whole_clip_logits(block):
-    m, w = model(), wave()
+@pytest.mark.parametrize("block,cmn", [(160, 0), (1234, 0), (8000, 0), (160, 100), (1234, 30), (8000, 100)])
+def test_streamed_equals_whole_clip_logits(block, cmn):
+    m, w = model(cmn_frames=cmn), wave()
     with torch.no_grad():
         whole, _ = m.frame_logits(m.stack_frames(m.encode(w[None])))
         clip = m(w[None])
@@ -133,6 +133,26 @@ def test_10ms_and_500ms_blocks_give_the_same_detections_of_real_speech(kws_strea
                                atol=1e-5)
 
 
+def test_running_mean_normalisation_is_causal_and_removes_a_constant_channel():
+    """cmn_frames: the features minus their exponential running mean; a constant offset (a fixed EQ in the
+    log-mel domain) fades from the features, and no frame depends on later ones."""
+    from pipelines.kws.model import ema
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 400, 6, generator=g)
+    offset = torch.randn(1, 1, 6, generator=g) * 5
+    a, b = x - ema(x, 50), (x + offset) - ema(x + offset, 50)
+    left = (a - b).abs().amax(dim=(0, 2))  # what is left of the offset at each frame: |offset| a^(t+1)
+    assert left[0] > 0.9 * offset.abs().max() * np.exp(-1 / 50)
+    assert left[-1] < 1.01 * offset.abs().max() * np.exp(-400 / 50) + 1e-5
+    y = x.clone()
+    y[:, 200:] += 3.0  # a change later on leaves every earlier frame as it was
+    torch.testing.assert_close(ema(y, 50)[:, :200], ema(x, 50)[:, :200])
+    m = model(cmn_frames=40)
+    f = m.encode(wave(2)[None])
+    assert f.shape == (1, 97, 40) and m.cmn_frames == 40
+
+
 def test_score_detections():
     truth = [{"word": "yes", "time_s": 2.0, "keyword": True}, {"word": "no", "time_s": 5.0, "keyword": True},
              {"word": "cat", "time_s": 8.0, "keyword": False}]
@@ -155,9 +175,10 @@ def test_bundle_round_trip_keeps_weights_and_normalisation(tmp_path):
     torch.testing.assert_close(m2.feat_mean, m.feat_mean, atol=1e-2, rtol=1e-3)
 
 
-def test_torch_step_path_equals_the_cpu_fast_path():
+@pytest.mark.parametrize("cmn", [0, 50])
+def test_torch_step_path_equals_the_cpu_fast_path(cmn):
     """The step path used on a GPU (torch.lstm_cell) and the CPU one (NumPy products) give the same logits."""
-    m, w = model(7), wave(3, 12000)
+    m, w = model(7, cmn_frames=cmn), wave(3, 12000)
     fast = TorchEngine(m)
     slow = TorchEngine(m)
     slow.fast = None  # what a CUDA model runs

@@ -1,7 +1,7 @@
 """Keyword spotting: offline synthesised Speech Commands-layout data, MFCC front end, LSTM classifier
 registered as ``kws-lstm``, training through the shared Trainer, evaluation, and streaming detection.
 
-The synthesiser (:mod:`pipelines.kws.synth`, espeak-ng and flite) is imported only when one of its names
+The synthesiser (:mod:`pipelines.kws.synth`: espeak-ng, flite, Festival, piper) is imported only when one of its names
 is used: reading a dataset or running a model never loads it."""
 from . import model  # noqa: F401 - registers "kws-lstm"
 from .data import PRESETS, make_labels, scan_dataset

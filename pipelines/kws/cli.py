@@ -28,6 +28,7 @@ from ..cli_common import (UserError, add_command, add_runtime, any_float, apply_
                           write_text_atomic)
 
 PRESET_CHOICES = ["default", "digits"]
+ENGINES_ALL = ("espeak", "flite", "festival", "piper")  # pipelines.kws.synth.ENGINES_ALL (not imported: --help stays fast)
 
 
 def _words_arg(p, required=False, help="words to spot (default: the preset's)"):
@@ -42,11 +43,16 @@ def _checkpoint_arg(p):
 def build_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{synth,train,eval,predict,stream-wav,detect,export,demo}")
 
-    s = add_command(sub, "synth", cmd_synth, "write the offline Speech Commands-layout dataset (espeak-ng + flite)")
+    s = add_command(sub, "synth", cmd_synth, "write the offline Speech Commands-layout dataset (espeak-ng, flite, Festival, piper)")
     s.add_argument("--out", default="data/kws", help="dataset folder (default %(default)s)")
-    s.add_argument("--variants-per-accent", type=nonneg_int, default=None, help="espeak-ng voices per accent (48)")
+    s.add_argument("--engines", nargs="+", choices=ENGINES_ALL, default=None,
+                   help="speech engines to use (default: all four, " + ", ".join(ENGINES_ALL) + ")")
+    s.add_argument("--variants-per-accent", type=nonneg_int, default=None, help="espeak-ng voices per accent (40)")
     s.add_argument("--espeak-takes", type=positive_int, default=None, help="renditions per word per espeak-ng voice (2)")
-    s.add_argument("--flite-takes", type=nonneg_int, default=None, help="renditions per word per flite voice (4)")
+    s.add_argument("--flite-variants", type=nonneg_int, default=None, help="pseudo-speakers per flite voice (12)")
+    s.add_argument("--flite-takes", type=nonneg_int, default=None, help="renditions per word per flite pseudo-speaker (1)")
+    s.add_argument("--festival-variants", type=nonneg_int, default=None, help="pseudo-speakers per Festival voice (16)")
+    s.add_argument("--piper-variants", type=nonneg_int, default=None, help="pseudo-speakers per piper voice (48)")
     _words_arg(s, help="words to speak (all 35 Speech Commands words)")
     s.add_argument("--workers", type=positive_int, default=2)
     s.add_argument("--seed", type=int, default=0)
@@ -60,7 +66,10 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", choices=PRESET_CHOICES, default=None,
                    help="default: yes no up down left right on off stop go; digits: zero..nine")
     _words_arg(g)
-    t.add_argument("--epochs", type=positive_int, default=None, help="(15)")
+    t.add_argument("--epochs", type=positive_int, default=None,
+                   help="(15; without --epochs a small data set trains more epochs, to reach --min-steps)")
+    t.add_argument("--min-steps", type=nonneg_int, default=None,
+                   help="at least this many optimizer steps (2000 by default, 0 once --epochs is given)")
     t.add_argument("--batch-size", type=positive_int, default=None, help="(64)")
     t.add_argument("--lr", type=positive_float, default=None, help="(3e-3)")
     t.add_argument("--hidden", type=positive_int, default=None, help="LSTM width (128)")
@@ -69,12 +78,14 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     t.add_argument("--features", choices=["mfcc", "logmel"], default=None)
     t.add_argument("--no-augment", action="store_true", help="switch off every augmentation")
     t.add_argument("--augment", choices=["robust", "basic"], default=None,
-                   help="basic (default): noise, shift, gain, speed, SpecAugment; robust: also speaker and channel "
-                        "augmentation (VTLP, room, EQ, telephone, babble, clipping; slower to converge)")
+                   help="robust (default): noise, shift, gain, speed, SpecAugment and speaker and channel augmentation "
+                        "(VTLP, room, EQ, telephone, babble, clipping); basic: without the speaker and channel part")
     t.add_argument("--holdout-engine", default=None, metavar="ENGINE",
-                   help="leave-one-engine-out: train without this engine's clips (espeak or flite in synthesised "
-                        "data) and test on all of them; reported beside the by-voice test")
+                   help="leave-one-engine-out: train without this engine's clips (espeak, flite, festival or piper "
+                        "in synthesised data) and test on all of them; reported beside the by-voice test")
     t.add_argument("--max-steps", type=positive_int, default=None)
+    t.add_argument("--workers", type=nonneg_int, default=None,
+                   help="data-loading processes (default: 1 when --threads allows 2 or more, the model keeps the rest)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start over")
     t.add_argument("--json", action="store_true")
@@ -169,8 +180,9 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     m = add_command(sub, "demo", cmd_demo, "synth -> train -> eval -> detect, end to end")
     m.add_argument("--out", default="runs/demo-kws")
     m.add_argument("--data", default=None, help="dataset folder (default: OUT/data; reused when present)")
-    m.add_argument("--epochs", type=positive_int, default=8,
-                   help="training epochs (8: the demo's short run; `train` defaults to the full 15)")
+    m.add_argument("--steps", type=positive_int, default=1000,
+                   help="optimizer steps (1000: the demo's short run; `train` defaults to 12 epochs, >= 1500 steps)")
+    m.add_argument("--epochs", type=positive_int, default=None, help="train exactly this many epochs instead")
     add_runtime(m)
 
 
@@ -198,6 +210,8 @@ def _train_config(args):
                  ("max_steps", args.max_steps)):
         if v is not None:
             cfg = replace(cfg, **{k: v})
+    if args.epochs is not None or args.min_steps is not None:  # asked for epochs: exactly those, unless both
+        cfg = replace(cfg, min_steps=args.min_steps or 0)
     if args.bidirectional:
         cfg = replace(cfg, bidirectional=True)
     if args.no_augment:
@@ -241,11 +255,14 @@ def cmd_synth(args) -> dict:
                         "another --out)")
     cfg = SynthConfig(seed=args.seed, workers=args.workers)
     for k, v in (("variants_per_accent", args.variants_per_accent), ("flite_takes", args.flite_takes),
-                 ("espeak_takes", args.espeak_takes)):
+                 ("espeak_takes", args.espeak_takes), ("flite_variants", args.flite_variants),
+                 ("festival_variants", args.festival_variants), ("piper_variants", args.piper_variants)):
         if v is not None:
             cfg = replace(cfg, **{k: v})
     if args.words:
         cfg = replace(cfg, words=tuple(_words(args)))
+    if args.engines:
+        cfg = replace(cfg, engines=tuple(dict.fromkeys(args.engines)))
     summary = synthesize(out, cfg, progress=_progress())
     if args.json:
         print(json.dumps({"out": str(out), **summary}))
@@ -260,7 +277,8 @@ def cmd_train(args) -> dict:
 
     device = apply_runtime(args)
     cfg = _train_config(args)
-    summary = train(args.data, args.out, cfg, progress=_progress(), resume=not args.fresh, device=device)
+    summary = train(args.data, args.out, cfg, progress=_progress(), resume=not args.fresh, device=device,
+                    workers=args.workers)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -540,17 +558,22 @@ def _invoke(argv: list[str]):
     return args.func(args)
 
 
+# the demo's data: every engine, about half the voices of `synth`'s defaults (13,930 clips), to stay short
+DEMO_SYNTH = ["--variants-per-accent", "20", "--flite-variants", "6", "--festival-variants", "8", "--piper-variants", "24"]
+
+
 def cmd_demo(args) -> dict:
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
     rt = ["--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
     t0 = time.time()
     if not (data / "testing_list.txt").is_file():
-        log(f"[1/4] synthesising the dataset into {data}")
-        _invoke(["synth", "--out", data, "--overwrite"])
+        log(f"[1/4] synthesising the dataset into {data} (all four engines, about half the default voices)")
+        _invoke(["synth", "--out", data, "--overwrite", *DEMO_SYNTH])
     t1 = time.time()
-    log(f"[2/4] training (default configuration, {args.epochs} epochs)")
-    summary = _invoke(["train", "--data", data, "--out", out / "run", "--epochs", args.epochs, *rt])
+    length = ["--epochs", args.epochs] if args.epochs else ["--epochs", 1, "--min-steps", args.steps]
+    log(f"[2/4] training (default configuration, {f'{args.epochs} epochs' if args.epochs else f'{args.steps} steps'})")
+    summary = _invoke(["train", "--data", data, "--out", out / "run", *length, *rt])
     log("[3/4] evaluating on the held-out voices")
     ck = out / "run" / "best.pt"
     rep = _invoke(["eval", "--checkpoint", ck, "--data", data, "--png", out / "confusion_test.png", "--overwrite",

@@ -70,7 +70,7 @@ def load_clip(path: str | Path, length: int | None = CLIP) -> np.ndarray:
     return w
 
 
-ENGINES = ("espeak", "flite")  # the generators of pipelines.kws.synth: a voice id starts with "<engine>-"
+ENGINES = ("espeak", "flite", "festival", "piper")  # the generators of pipelines.kws.synth: a voice id starts with "<engine>-"
 
 
 def speaker_of(path: str | Path) -> str:
@@ -273,6 +273,8 @@ def silence_clip(rng: np.random.Generator, bank: list[np.ndarray], n: int = CLIP
     if not bank:
         return np.zeros(n, np.float32)
     src = bank[int(rng.integers(len(bank)))]
+    if len(src) < n:  # a noise file shorter than the clip plus its context: loop it
+        src = np.tile(src, n // len(src) + 1)
     s = int(rng.integers(0, len(src) - n + 1))
     seg = src[s: s + n]
     level = 10 ** rng.uniform(-4, -1)
@@ -326,28 +328,57 @@ class KWSTrainSet(Dataset):
 
     def __init__(self, split: TaskSplit, bank: list[np.ndarray], labels: list[str],
                  aug: AugmentConfig = AugmentConfig(), seed: int = 0, n_frames: int = 97, n_features: int = 40,
-                 context_prob: float = 0.5):
+                 context_prob: float = 0.5, balance_engines: bool = False):
         self.split, self.bank, self.labels, self.aug, self.seed = split, bank, labels, aug, seed
         self.kw = torch.nonzero(~split.is_unknown).flatten().tolist()
         self.unk = torch.nonzero(split.is_unknown).flatten().tolist()
+        # engine balance: every epoch redraws the keyword clips so that each engine (recordings count as
+        # one more) gives the same share, whatever its clip count; otherwise every clip once per epoch
+        self.balance = balance_engines and len({split.engines[i] for i in self.kw}) > 1 if split.engines else False
+        self.kw_pool = list(self.kw)
         self.n_unknown = split.n_unknown if self.unk else 0
         self.n_silence = split.n_silence
         self.n_frames, self.n_features, self.context_prob = n_frames, n_features, context_prob
         self.silence = labels.index(SILENCE)
+        self._xp = np.arange(CLIP, dtype=np.float64)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         g = np.random.default_rng([self.seed, epoch, 7919])
         self.unk_order = g.permutation(len(self.unk)).tolist() if self.unk else []
+        if self.balance:
+            self.kw = [self.kw_pool[k] for k in self._balanced(g, self.kw_pool)]
+            self.unk_order = self._balanced(g, self.unk) if self.unk else []
+
+    def _balanced(self, g, pool: list[int]) -> list[int]:
+        """len(pool) positions in ``pool`` drawn with replacement, each engine equally likely."""
+        eng = [self.split.engines[i] for i in pool]
+        counts = {e: eng.count(e) for e in set(eng)}
+        p = np.array([1.0 / counts[e] for e in eng])
+        return g.choice(len(pool), size=len(pool), p=p / p.sum()).tolist()
 
     def __len__(self) -> int:
         return len(self.kw) + self.n_unknown + self.n_silence
 
-    def _clip(self, rng, i: int) -> np.ndarray:
-        w = self.split.waves[i].numpy().astype(np.float32) / PCM
-        w = speed_perturb(w, float(rng.uniform(*self.aug.speed)))
-        return w * 10 ** (rng.uniform(*self.aug.gain_db) / 20)
+    def _perturbed_into(self, dst: np.ndarray, i: int, factor: float, gain: float, shift: int = 0) -> None:
+        """Write ``time_shift(speed_perturb(clip i, factor) * gain, shift)`` into ``dst``, the last ``len(dst)``
+        samples of a clip-long frame (zeros outside the signal): one interpolation straight from the int16
+        clip over the samples kept, no intermediate copies (issue #13: the data side is the training loop's
+        bottleneck on a small CPU)."""
+        n, tail = CLIP, len(dst)
+        w = self.split.waves[i].numpy()
+        m = int(round(n / factor)) if factor != 1.0 else n
+        c = -((m - n) // 2) if m >= n else (n - m) // 2  # output[j] = resampled[j - c], as speed_perturb centres
+        lo, hi = max(0, -c), min(m, n - c)  # output j reads resampled k = j - shift - c, valid in [lo, hi)
+        j0, j1 = max(n - tail, lo + shift + c), min(n, hi + shift + c)
+        if j1 <= j0:
+            return
+        k = np.arange(j0 - shift - c, j1 - shift - c, dtype=np.float64)
+        vals = np.interp(k * factor if factor != 1.0 else k, self._xp, w)
+        out = dst[j0 - (n - tail): j1 - (n - tail)]
+        np.divide(vals.astype(np.float32), np.float32(PCM), out=out)  # as to_float: the same float32 values
+        out *= np.float32(gain)
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.seed, self.epoch, i])
@@ -358,34 +389,40 @@ class KWSTrainSet(Dataset):
             src = self.unk[self.unk_order[i - len(self.kw)]]
         else:
             src = None
+        wave = np.zeros(PREFIX + CLIP, np.float32)
+        clip = wave[PREFIX:]  # a view: the clip is written in place
         if src is None:
-            clip, label = np.zeros(CLIP, np.float32), self.silence
+            label = self.silence
         else:
-            clip, label = self._clip(rng, src), int(self.split.labels[src])
+            label = int(self.split.labels[src])
+            factor, gain = float(rng.uniform(*a.speed)), 10 ** (rng.uniform(*a.gain_db) / 20)
+            shift = 0
             if a.shift_ms:
                 m = int(SR * a.shift_ms / 1000)
-                clip = time_shift(torch.from_numpy(clip), int(rng.integers(-m, m + 1))).numpy()
-        prefix = np.zeros(PREFIX, np.float32)
-        if rng.random() < self.context_prob:
-            pool = len(self.split.waves)
-            prefix = self._clip(rng, int(rng.integers(pool)))[-PREFIX:]
-        wave = np.concatenate([prefix, clip]).astype(np.float32)
+                shift = int(rng.integers(-m, m + 1))
+            self._perturbed_into(clip, src, factor, gain, shift)
+        if rng.random() < self.context_prob:  # the tail of another clip before this one
+            j = int(rng.integers(len(self.split.waves)))
+            factor = float(rng.uniform(*a.speed))
+            self._perturbed_into(wave[:PREFIX], j, factor, 10 ** (rng.uniform(*a.gain_db) / 20))
+        dry = clip.copy() if src is not None else None  # the channel effects read the clip before the noise
         if src is None:
             if self.bank:
-                wave = wave + silence_clip(rng, self.bank, len(wave))
+                wave += silence_clip(rng, self.bank, len(wave))
         elif self.bank and rng.random() < a.noise_prob:
             noise = noise_segment(rng, self.bank, len(wave))
             snr = rng.uniform(*a.snr_db)
             # the SNR is set against the clip, then the same noise runs through the context too
-            s = np.sqrt(np.mean(clip ** 2))
-            n = max(float(np.sqrt(np.mean(noise[-CLIP:] ** 2))), 1e-8)
-            wave = wave + noise * (s / (n * 10 ** (snr / 20)))
+            s = np.sqrt(np.dot(dry, dry) / CLIP)
+            tail = noise[-CLIP:]
+            n = max(float(np.sqrt(np.dot(tail, tail) / CLIP)), 1e-8)
+            wave += noise * np.float32(s / (n * 10 ** (snr / 20)))
         if src is not None:
-            wave = self._channel(rng, wave, clip)
+            wave = self._channel(rng, wave, dry)
         tm, fm = sample_spec_masks(rng, self.n_frames, self.n_features, a)
         context = int(rng.choice([0, PREFIX // 2, PREFIX]))
         warp = float(rng.uniform(*a.vtlp)) if a.vtlp[0] != a.vtlp[1] else 1.0
-        return torch.from_numpy(wave.astype(np.float32)), label, tm, fm, context, warp
+        return torch.from_numpy(wave.astype(np.float32, copy=False)), label, tm, fm, context, warp
 
     def _channel(self, rng, wave: np.ndarray, clip: np.ndarray) -> np.ndarray:
         """Speaker/channel augmentation of issue #9 over (context + clip): babble, room, EQ, telephone,

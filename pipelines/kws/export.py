@@ -90,6 +90,10 @@ class StreamStep(nn.Module):
         self.head = nn.Linear(model.head.in_features, model.head.out_features)
         self.head.load_state_dict({k: v.detach().float().cpu() for k, v in model.head.state_dict().items()})
         self.amin = float(fc.amin)
+        # causal mean normalisation (the model's cmn_frames): its running mean m is one more state (B, D)
+        self.cmn = int(getattr(model, "cmn_frames", 0))
+        self.log_a = -1.0 / self.cmn if self.cmn else 0.0
+        self.one_minus_a = 1.0 - float(np.exp(self.log_a)) if self.cmn else 0.0
         self.eval()
 
     def dft_basis(self) -> torch.Tensor:
@@ -99,7 +103,7 @@ class StreamStep(nn.Module):
         ang = m.to(torch.float32) * (2.0 * 3.141592653589793 / self.n_fft)
         return torch.cat([torch.cos(ang), -torch.sin(ang)], 1) * self.win_col
 
-    def forward(self, audio: torch.Tensor, tail: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+    def forward(self, audio: torch.Tensor, tail: torch.Tensor, h: torch.Tensor, c: torch.Tensor, m: torch.Tensor):
         x = torch.cat([tail, audio], 1)
         t = (x.shape[1] - self.overlap) // self.hop  # frames: frame k = samples [k*hop, k*hop + n_fft)
         frames = x[:, torch.arange(t).unsqueeze(1) * self.hop + self.offsets]  # (B, T, n_fft)
@@ -108,31 +112,42 @@ class StreamStep(nn.Module):
         power = re * re + im * im
         mel = torch.matmul(power, self.fb).clamp(min=self.amin)
         feats = torch.matmul(torch.log10(mel), self.proj) + self.shift  # (B, T, D), normalised
+        m_out = m
+        if self.cmn > 0:  # m_t = (1 - a) sum_k<=t a^(t-k) x_k + a^(t+1) m_{-1}, as KWSLSTM.running_mean
+            k = torch.arange(feats.shape[1]).to(feats.dtype)
+            d = k.unsqueeze(1) - k.unsqueeze(0)
+            w = torch.where(d >= 0, torch.exp(d * self.log_a), torch.zeros_like(d)) * self.one_minus_a
+            run = torch.matmul(w, feats) + torch.exp((k + 1.0) * self.log_a).unsqueeze(-1) * m.unsqueeze(1)
+            feats = feats - run
+            m_out = run[:, -1]
         steps = feats.reshape(feats.shape[0], -1, feats.shape[2] * self.stack)
         out, (h2, c2) = self.lstm(steps, (h, c))
         post = torch.softmax(self.head(out), -1)
-        return post, x[:, x.shape[1] - self.overlap:], h2, c2
+        return post, x[:, x.shape[1] - self.overlap:], h2, c2, m_out
 
     def example(self, batch: int = 1, steps: int = 2):
         L, H = self.lstm.num_layers, self.lstm.hidden_size
         g = torch.Generator().manual_seed(0)
         return (torch.randn(batch, steps * self.hop * self.stack, generator=g) * 0.1,
-                torch.randn(batch, self.overlap, generator=g) * 0.1, torch.zeros(L, batch, H), torch.zeros(L, batch, H))
+                torch.randn(batch, self.overlap, generator=g) * 0.1, torch.zeros(L, batch, H), torch.zeros(L, batch, H),
+                torch.zeros(batch, self.proj.shape[1]))
 
 
 def _meta(step: StreamStep, bundle: dict, fmt: str, int8: bool) -> dict:
     from .stream import DetectConfig
 
     det = DetectConfig.from_dict({**DetectConfig().to_dict(), **(bundle["extras"].get("detect_config") or {})})
-    return {"format": META_FORMAT, "version": 1, "engine": fmt, "file": FILES[fmt], "int8": bool(int8),
+    return {"format": META_FORMAT, "version": 2, "engine": fmt, "file": FILES[fmt], "int8": bool(int8),
             "labels": list(bundle["labels"]), "front_end": step.fc.to_dict(), "stack": step.stack,
             "step_samples": step.hop * step.stack, "tail_samples": step.overlap,
             "num_layers": step.lstm.num_layers, "hidden_size": step.lstm.hidden_size,
             "detect_config": det.to_dict(), "source": Path(str(bundle.get("path", ""))).name,
             "inputs": {"audio": "(B, N) float32, N a multiple of step_samples", "tail": "(B, tail_samples)",
-                       "h": "(num_layers, B, hidden_size)", "c": "(num_layers, B, hidden_size)"},
+                       "h": "(num_layers, B, hidden_size)", "c": "(num_layers, B, hidden_size)",
+                       "m": "(B, n_features) running feature mean (zeros to start; carried only when cmn_frames > 0)"},
             "outputs": {"posteriors": "(B, N / step_samples, len(labels))", "tail_out": "as tail",
-                        "h_out": "as h", "c_out": "as c"}}
+                        "h_out": "as h", "c_out": "as c", "m_out": "as m"},
+            "cmn_frames": step.cmn, "n_features": int(step.proj.shape[1])}
 
 
 def _basis_in_graph(m, step: StreamStep):
@@ -176,14 +191,14 @@ def _export_onnx(step: StreamStep, path: Path, int8: bool) -> None:
 
     tmp = path.with_name(f".{path.name}.fp32.tmp")
     dyn = {"audio": {0: "batch", 1: "samples"}, "tail": {0: "batch"}, "h": {1: "batch"}, "c": {1: "batch"},
-           "posteriors": {0: "batch", 1: "steps"}, "tail_out": {0: "batch"}, "h_out": {1: "batch"},
-           "c_out": {1: "batch"}}
+           "m": {0: "batch"}, "posteriors": {0: "batch", 1: "steps"}, "tail_out": {0: "batch"}, "h_out": {1: "batch"},
+           "c_out": {1: "batch"}, "m_out": {0: "batch"}}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(step, step.example(), str(tmp), dynamo=False, opset_version=17,
-                              input_names=["audio", "tail", "h", "c"],
-                              output_names=["posteriors", "tail_out", "h_out", "c_out"], dynamic_axes=dyn)
+                              input_names=["audio", "tail", "h", "c", "m"],
+                              output_names=["posteriors", "tail_out", "h_out", "c_out", "m_out"], dynamic_axes=dyn)
         m = _basis_in_graph(onnx.load(str(tmp)), step)
         onnx.checker.check_model(m)
         onnx.save(m, str(tmp))
@@ -261,6 +276,8 @@ class ExportedEngine:
         self.stack, self.labels = int(meta["stack"]), list(meta["labels"])
         self.step, self.overlap = int(meta["step_samples"]), int(meta["tail_samples"])
         self.L, self.H = int(meta["num_layers"]), int(meta["hidden_size"])
+        self.has_m = int(meta.get("version", 1)) >= 2  # version 1 exports had no running-mean state
+        self.D = int(meta.get("n_features", self.fc.n_features))
         self.empty = np.zeros((0, len(self.labels)), np.float32)
         self.threads = threads
         self.reset()
@@ -270,6 +287,7 @@ class ExportedEngine:
         self.tail = None
         self.h = np.zeros((self.L, 1, self.H), np.float32)
         self.c = np.zeros((self.L, 1, self.H), np.float32)
+        self.m = np.zeros((1, self.D), np.float32)
 
     def posteriors(self, samples) -> np.ndarray:
         x = np.asarray(samples.numpy() if isinstance(samples, torch.Tensor) else samples, np.float32).reshape(-1)
@@ -283,8 +301,14 @@ class ExportedEngine:
         self.pending = buf[n:].copy()
         if n == 0:
             return self.empty
-        post, self.tail, self.h, self.c = self.run_raw(buf[None, :n], self.tail, self.h, self.c)
+        post, self.tail, self.h, self.c, self.m = self.run_state(buf[None, :n], self.tail, self.h, self.c, self.m)
         return post[0]
+
+    def run_state(self, audio, tail, h, c, m):
+        """run_raw with the running-mean state when the export has one (version 2), passed through otherwise."""
+        if self.has_m:
+            return self.run_raw(audio, tail, h, c, m)
+        return (*self.run_raw(audio, tail, h, c), m)
 
     def clip_posteriors(self, waves: np.ndarray, batch: int = 256) -> np.ndarray:
         """(M, n) whole clips -> (M, C) posteriors of each clip's last step (as the model's forward)."""
@@ -293,7 +317,8 @@ class ExportedEngine:
         for i in range(0, len(waves), batch):
             w = np.ascontiguousarray(waves[i: i + batch], np.float32)
             z = np.zeros((self.L, len(w), self.H), np.float32)
-            out.append(self.run_raw(w[:, self.overlap: self.overlap + n], w[:, : self.overlap], z, z)[0][:, -1])
+            zm = np.zeros((len(w), self.D), np.float32)
+            out.append(self.run_state(w[:, self.overlap: self.overlap + n], w[:, : self.overlap], z, z, zm)[0][:, -1])
         return np.concatenate(out)
 
 
@@ -309,8 +334,11 @@ class OnnxEngine(ExportedEngine):
         self.session = ort.InferenceSession(str(Path(folder) / meta["file"]), so, providers=["CPUExecutionProvider"])
         super().__init__(folder, meta, threads)
 
-    def run_raw(self, audio, tail, h, c):
-        return self.session.run(None, {"audio": audio, "tail": tail, "h": h, "c": c})
+    def run_raw(self, audio, tail, h, c, m=None):
+        feed = {"audio": audio, "tail": tail, "h": h, "c": c}
+        if m is not None:
+            feed["m"] = m
+        return self.session.run(None, feed)
 
 
 class TorchScriptEngine(ExportedEngine):
@@ -323,11 +351,11 @@ class TorchScriptEngine(ExportedEngine):
         super().__init__(folder, meta, threads)
 
     @torch.inference_mode()
-    def run_raw(self, audio, tail, h, c):
+    def run_raw(self, audio, tail, h, c, m=None):
         # no profiling re-optimisation per new block length: the graph is already what it should run
+        args = (audio, tail, h, c) if m is None else (audio, tail, h, c, m)
         with torch.jit.optimized_execution(False):
-            return [t.numpy() for t in self.module(*(torch.from_numpy(np.ascontiguousarray(a))
-                                                     for a in (audio, tail, h, c)))]
+            return [t.numpy() for t in self.module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in args))]
 
 
 def read_meta(folder: str | Path) -> dict:

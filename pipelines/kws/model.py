@@ -9,6 +9,19 @@ from encoders.audio import FeatureConfig, FeatureExtractor, spec_augment
 from pipelines.registry import register_model
 
 
+def ema(x: Tensor, frames: int, start: Tensor | None = None) -> Tensor:
+    """Causal exponential moving average over dim 1 of (B, T, D) with time constant ``frames`` (see
+    :meth:`KWSLSTM.running_mean`); traceable with a variable T (ONNX, TorchScript)."""
+    log_a = -1.0 / float(frames)
+    t = torch.arange(x.shape[1], device=x.device)
+    d = (t.unsqueeze(1) - t.unsqueeze(0)).to(x.dtype)  # (T, T): t - k
+    w = torch.where(d >= 0, torch.exp(d * log_a), torch.zeros_like(d)) * (1.0 - float(torch.exp(torch.tensor(log_a))))
+    m = torch.matmul(w, x)  # (B, T, D)
+    if start is not None:
+        m = m + torch.exp((t.to(x.dtype) + 1.0) * log_a).unsqueeze(-1) * start.unsqueeze(1)
+    return m
+
+
 @register_model("kws-lstm")
 class KWSLSTM(nn.Module):
     """Waveform in, class logits out; the front end lives inside so a checkpoint is self-contained.
@@ -26,7 +39,8 @@ class KWSLSTM(nn.Module):
     """
 
     def __init__(self, n_classes: int, features: dict | None = None, hidden_size: int = 128, num_layers: int = 2,
-                 bidirectional: bool = False, dropout: float = 0.1, backend: str = "auto", stack: int = 3):
+                 bidirectional: bool = False, dropout: float = 0.1, backend: str = "auto", stack: int = 3,
+                 cmn_frames: int = 0):
         super().__init__()
         self.feature_config = FeatureConfig.from_dict(features or {})
         self.front = FeatureExtractor(self.feature_config)
@@ -35,6 +49,10 @@ class KWSLSTM(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(d))
         self.register_buffer("feat_std", torch.ones(d))
         self.stack = int(stack)
+        # causal cepstral mean normalisation: subtract an exponential moving average of the (globally
+        # normalised) features with this time constant in frames (0: off); it removes what a channel or a
+        # voice holds constant (spectral tilt, microphone colour) and can run frame by frame
+        self.cmn_frames = int(cmn_frames)
         self.lstm = lstm.LSTM(d * self.stack, hidden_size, num_layers, bidirectional=bidirectional, dropout=dropout,
                               backend=backend)
         self.head = nn.Linear(self.lstm.output_size, n_classes)
@@ -45,7 +63,14 @@ class KWSLSTM(nn.Module):
         self.feat_std.copy_(std.clamp_min(1e-3))
 
     def normalise(self, feats: Tensor) -> Tensor:
-        return (feats - self.feat_mean) / self.feat_std
+        x = (feats - self.feat_mean) / self.feat_std
+        return x - self.running_mean(x) if self.cmn_frames else x
+
+    def running_mean(self, x: Tensor, start: Tensor | None = None) -> Tensor:
+        """(B, T, D) -> (B, T, D): m_t = a m_{t-1} + (1 - a) x_t with a = exp(-1 / cmn_frames) and m_{-1} =
+        ``start`` (B, D) (None: zeros, the training mean), as one product: m_t = (1 - a) sum_k<=t a^(t-k) x_k
+        + a^(t+1) m_{-1} (what the exported streaming graph computes too)."""
+        return ema(x, self.cmn_frames, start)
 
     def encode(self, wave: Tensor) -> Tensor:
         """(B, N) audio -> (B, T, D) normalised features."""
@@ -80,4 +105,4 @@ class KWSLSTM(nn.Module):
         return self.head(out[:, -last:]) if last else self.head(out[:, -1])
 
 
-__all__ = ["KWSLSTM"]
+__all__ = ["KWSLSTM", "ema"]

@@ -108,6 +108,8 @@ class TorchEngine:
                        for i in range(lstm.num_layers)]
         self.H, self.L = lstm.hidden_size, lstm.num_layers
         self.head_w, self.head_b = model.head.weight.t().contiguous(), model.head.bias
+        self.cmn = int(getattr(model, "cmn_frames", 0))  # causal mean normalisation: its running mean is state too
+        self.cmn_a = float(np.exp(-1.0 / self.cmn)) if self.cmn else 0.0
         self.empty = np.zeros((0, self.n_classes), np.float32)
         self.fast = self._prepare_numpy() if self.device.type == "cpu" else None
         self.frame_index: dict[int, np.ndarray] = {}
@@ -119,6 +121,9 @@ class TorchEngine:
         self.state = [(z, z) for _ in range(self.L)]
         zn = np.zeros(self.H, np.float32)
         self.np_state = [(zn, zn) for _ in range(self.L)]
+        d = self.proj.shape[1]
+        self.cmn_m = torch.zeros(1, d, device=self.device)
+        self.np_cmn_m = np.zeros((1, d), np.float32)
 
     @property
     def n_classes(self) -> int:
@@ -130,7 +135,14 @@ class TorchEngine:
         fc = self.fc
         spec = torch.fft.rfft(audio.unfold(0, fc.n_fft, fc.hop_length) * self.win, n=fc.n_fft)
         mel = torch.view_as_real(spec).pow(2).sum(-1) @ self.fb
-        return torch.addmm(self.shift, mel.clamp_min_(fc.amin).log10_(), self.proj)
+        feats = torch.addmm(self.shift, mel.clamp_min_(fc.amin).log10_(), self.proj)
+        if self.cmn and len(feats):
+            from .model import ema
+
+            m = ema(feats.unsqueeze(0), self.cmn, self.cmn_m)[0]
+            self.cmn_m = m[-1:].clone()
+            feats = feats - m
+        return feats
 
     @torch.inference_mode()
     def run(self, audio: np.ndarray) -> torch.Tensor:
@@ -176,6 +188,20 @@ class TorchEngine:
         mel = _mm(power, p["fb"])
         feats = _mm(np.log10(np.maximum(mel, fc.amin, out=mel), out=mel), p["proj"])
         feats += p["shift"]
+        if self.cmn and len(feats):  # m_t = a m_{t-1} + (1 - a) x_t, the state carried between blocks
+            a = np.float32(self.cmn_a)
+            if len(feats) <= 16:  # a step or a few (10-100 ms blocks): the recursion costs least
+                m = self.np_cmn_m[0]
+                for t in range(len(feats)):
+                    m = a * m + (1 - a) * feats[t]
+                    feats[t] -= m
+                self.np_cmn_m = m[None]
+            else:
+                from scipy.signal import lfilter
+
+                m, _ = lfilter([1.0 - self.cmn_a], [1.0, -self.cmn_a], feats, axis=0, zi=self.cmn_a * self.np_cmn_m)
+                self.np_cmn_m = m[-1:].astype(np.float32)
+                feats = feats - m.astype(np.float32)
         x = feats.reshape(-1, feats.shape[1] * self.stack)
         state = []
         for (w_ih_t, w_hh, b), (h, c) in zip(p["layers"], self.np_state):

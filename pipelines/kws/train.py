@@ -40,10 +40,21 @@ class KWSConfig(DictConfig):
     bidirectional: bool = False
     dropout: float = 0.1
     feature_kind: str = "mfcc"
+    f_max: float = 7600.0  # top of the mel filter bank (Hz)
+    # each engine (synthesised data; recordings count as one) gives the same share of every epoch's clips:
+    # the 320 espeak-ng voices would otherwise make 80 % of the data and the model an espeak-ng listener
+    balance_engines: bool = True
+    # causal mean normalisation of the features over ~1 s (streams too: the running mean is carried state);
+    # removes what a voice, engine or microphone keeps constant (issue #9: left-out engine +3.6 points)
+    cmn_frames: int = 100
+    n_mfcc: int = 40  # cepstral coefficients kept (of 40 mel bands); fewer drop the fine structure (pitch harmonics)
     # floor of the mel power before the log (FeatureConfig.amin): 1e-10 lets digital silence and empty
     # bands (8 kHz audio has nothing above 4 kHz) reach -100 dB, far outside anything heard in training
     log_floor: float = 1e-5  # -50 dB, about white noise at -57 dBFS (issue #9: telephone test 13 % -> 64 %)
-    epochs: int = 15
+    epochs: int = 12
+    # a small training set (a leave-one-engine-out rotation, a user's own few hundred clips) still gets this
+    # many optimizer steps: the epochs grow to reach it (0: exactly ``epochs``; `train --epochs N` sets 0)
+    min_steps: int = 1500
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -52,7 +63,8 @@ class KWSConfig(DictConfig):
     stack: int = 3  # 10 ms frames per LSTM step
     silence_percentage: float = 10.0
     unknown_percentage: float = 10.0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # speaker and channel augmentation (VTLP, rooms, EQ, telephone, babble, clipping): issue #9's recipe
+    augment: AugmentConfig = field(default_factory=AugmentConfig.robust)
     seed: int = 0
     max_steps: int | None = None
     holdout_engine: str | None = None  # leave this engine's clips out of training; test on all of them
@@ -100,7 +112,7 @@ def describe_data(data: str | Path, index, counts: dict, n_noise: int, skipped: 
     if meta.is_file():
         try:
             synth = json.loads(meta.read_text())
-            d["generator"] = {"name": "pipelines.kws.synth (espeak-ng + flite)",
+            d["generator"] = {"name": "pipelines.kws.synth (" + ", ".join(synth["config"].get("engines", ["espeak", "flite"])) + ")",
                               "voices": synth["summary"]["voices"], "clips": synth["summary"]["clips"],
                               "seed": synth["config"]["seed"]}
         except (ValueError, KeyError, TypeError):
@@ -108,11 +120,21 @@ def describe_data(data: str | Path, index, counts: dict, n_noise: int, skipped: 
     return d
 
 
+def data_workers(workers: int | None = None) -> int:
+    """Processes that prepare the augmented audio beside the training process (issue #13: the model never
+    waits for data).  None: one when this process may use two threads or more (the augmentation then runs
+    on a core of its own and the model keeps the others, see :func:`train`), else none."""
+    if workers is not None:
+        return max(int(workers), 0)
+    return 1 if torch.get_num_threads() >= 2 else 0
+
+
 def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progress: bool = True,
-          resume: bool = True, device: str = "auto") -> dict:
+          resume: bool = True, device: str = "auto", workers: int | None = None) -> dict:
     """Train on a Speech Commands-layout folder; writes ``out/best.pt``, ``last.pt`` (bundles of kind
     ``kws``), ``metrics.jsonl``, ``loss.png``, ``test_report.json`` and ``confusion_test.png``.
-    ``resume``: continue from ``out/last.pt`` when it exists.  Returns the summary dict."""
+    ``resume``: continue from ``out/last.pt`` when it exists.  ``workers``: data-loading processes (see
+    :func:`data_workers`; the items are the same whatever the count).  Returns the summary dict."""
     t0 = time.time()
     out = Path(out)
     try:
@@ -141,15 +163,15 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
     if missing:
         print(f"kws: no clips of {', '.join(missing)} in {data}", file=sys.stderr)
     seed_everything(cfg.seed)
-    fc = FeatureConfig(kind=cfg.feature_kind, amin=cfg.log_floor)
+    fc = FeatureConfig(kind=cfg.feature_kind, amin=cfg.log_floor, n_mfcc=cfg.n_mfcc, f_max=cfg.f_max)
     mean, std = feature_stats(tr.waves, fc, seed=cfg.seed)
     kwargs = dict(n_classes=len(labels), features=fc.to_dict(), hidden_size=cfg.hidden_size,
                   num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                  stack=cfg.stack)
+                  stack=cfg.stack, **({"cmn_frames": cfg.cmn_frames} if cfg.cmn_frames else {}))
     model = get_model(cfg.model, **kwargs)
     model.set_normalisation(mean, std)  # buffers: the statistics travel in the state_dict
     train_set = KWSTrainSet(tr, bank, labels, cfg.augment, seed=cfg.seed, n_frames=fc.num_frames(CLIP),
-                            n_features=fc.n_features)
+                            n_features=fc.n_features, balance_engines=cfg.balance_engines)
     val_w, val_y = eval_set(va, bank, labels, seed=cfg.seed + 1)
     if len(val_y) == 0:  # no validation voices: fall back to a slice of training clips
         val_w, val_y = eval_set(tr, bank, labels, seed=cfg.seed + 1)
@@ -166,7 +188,15 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
         loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), y.repeat_interleave(logits.shape[1]))
         return loss, {"acc": float((logits[:, -1].argmax(-1) == y).float().mean())}
 
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+    epochs = cfg.epochs
+    if cfg.min_steps:
+        per_epoch = -(-len(train_set) // cfg.batch_size)
+        epochs = max(epochs, min(-(-cfg.min_steps // per_epoch), 50 * cfg.epochs))
+    n_workers = data_workers(workers)
+    threads = torch.get_num_threads()
+    if n_workers and threads > n_workers:  # the cores the data workers take are not the model's
+        torch.set_num_threads(threads - n_workers)
+    tcfg = TrainConfig(epochs=epochs, num_workers=n_workers, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, seed=cfg.seed, metric="accuracy",
                        mode="max", progress=progress, log_every=10, device=device)
     counts = {"training": len(tr.waves), "validation": len(va.waves), "testing": len(te.waves)}
@@ -175,8 +205,11 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
                              extras={"detect_config": DetectConfig().to_dict()})
     print(f"kws: {len(train_set)} training items/epoch ({len(tr.waves)} clips decoded, {len(bank)} noises), "
           f"{len(val_y)} validation, labels {labels}", file=sys.stderr)
-    fit = Trainer(model, tcfg, train_set, out, loss_fn, evaluate=evaluate, collate_fn=collate, bundle=meta).fit(
-        resume=resume)
+    try:
+        fit = Trainer(model, tcfg, train_set, out, loss_fn, evaluate=evaluate, collate_fn=collate, bundle=meta).fit(
+            resume=resume)
+    finally:
+        torch.set_num_threads(threads)
     best, _ = _bundle.load(out / "best.pt", KIND, device=next(model.parameters()).device)
     te_w, te_y, te_e = eval_set(te, bank, labels, seed=cfg.seed + 2, with_engines=True)
     rep = report(best, te_w, te_y, labels, te_e) if len(te_y) else {"accuracy": None, "n": 0}
