@@ -46,7 +46,13 @@ def fake_sounddevice(wave: np.ndarray, loop: bool = False, interrupt_after: int 
                     self.callback(chunk[:, None].astype(np.float32), len(chunk), None, 0)
                     n += 1
                     if interrupt_after is not None and n == interrupt_after:
-                        _thread.interrupt_main()  # the user presses Ctrl-C
+                        # the user presses Ctrl-C, and again while the program has not stopped: a
+                        # KeyboardInterrupt that lands in a finaliser run by the garbage collector (an
+                        # in-process DataLoader's, say) is printed and dropped by Python, as a real
+                        # Ctrl-C would be
+                        while not self.stop.wait(0 if n == interrupt_after else 2.0):
+                            _thread.interrupt_main()
+                            n += 1
                         return
                     time.sleep(0)
                 if not loop:
