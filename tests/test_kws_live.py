@@ -110,9 +110,17 @@ def test_replayed_wav_through_the_callback_gives_the_file_detections(kws_stream_
 
 @needs_shipped
 def test_ctrl_c_and_seconds_end_with_a_summary(kws_stream_recording, monkeypatch, capsys):
+    import signal
+
     wave = load_audio(kws_stream_recording, sr=16000)
     monkeypatch.setattr("pipelines.kws.live.sounddevice", lambda: fake_sounddevice(wave, interrupt_after=40))
-    assert main(["detect", "--mic", "--block-ms", "100"]) == 0  # Ctrl-C: a clean end, exit 0
+    # Ctrl-C as a terminal delivers it: a test run started in the background (a shell's `cmd &`) inherits
+    # SIGINT ignored, and then Python raises nothing for it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["detect", "--mic", "--block-ms", "100"]) == 0  # Ctrl-C: a clean end, exit 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("stopped after") and "detections" in last
 
