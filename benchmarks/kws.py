@@ -15,9 +15,9 @@
    same model, loss and optimizer on the batches that loop made, replayed (``benchmarks/_loop.py``):
    interleaved rounds, medians, CPU and wall time; a cProfile of the data side (items + collate) and its
    seconds per batch next to the model's; and the same loop with DataLoader worker processes
-   (``--loop-workers``, a prototype of the fix: TrainConfig.num_workers, set here only) and, with
-   ``LeanKWSTrainSet`` (the same items made with fewer passes over the audio) and, with ``--batched-prototype``,
-   with the basic augmentation done on whole batches by tensor ops (``BatchedKWSTrainSet``): prototypes.
+   (``--loop-workers``) and, with ``--batched-prototype``, with the basic augmentation done on whole batches
+   by tensor ops (``BatchedKWSTrainSet``): a prototype.  (The one-pass per-item path once prototyped here is
+   ``KWSTrainSet.__getitem__`` now.)
 
 Writes benchmarks/results/kws-cpu.json (with a machine description), merged into what is there.
 """
@@ -335,103 +335,6 @@ class BatchedKWSTrainSet(torch.utils.data.Dataset):
         return wave, labels, tm, fm, torch.ones(B)
 
 
-class LeanKWSTrainSet(torch.utils.data.Dataset):
-    """PROTOTYPE for the lead (issue #13 §4), not used by ``kws train``: ``KWSTrainSet.__getitem__`` with the
-    same random draws in the same order (so the same items, to float32 rounding) and fewer passes over the
-    audio: the speed perturbation interpolates straight from the int16 clip into its slot of one
-    preallocated (context + clip) buffer with the gain and the time shift folded in; the context clip is
-    interpolated only over the part that is kept; energies are dot products; noise and clipping work in
-    place; no copies at the end.  The channel augmentations (issue #9) run through ``KWSTrainSet._channel``
-    unchanged."""
-
-    def __init__(self, base):
-        from pipelines.kws.data import CLIP, PCM, PREFIX, SR
-
-        self.base, self.CLIP, self.PREFIX, self.SR, self.PCM = base, CLIP, PREFIX, SR, PCM
-        self.grid = np.arange(int(CLIP / min(base.aug.speed[0], 1.0)) + 2, dtype=np.float64)
-        self.xp = np.arange(CLIP, dtype=np.float64)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.base.set_epoch(epoch)
-
-    def _perturbed_into(self, dst: np.ndarray, i: int, factor: float, gain: float, shift: int = 0) -> None:
-        """``speed_perturb(clip i, factor) * gain`` then ``time_shift(shift)``, written into the last
-        ``len(dst)`` samples of a clip-long frame (``dst`` is that tail, zeros outside the signal)."""
-        n, tail = self.CLIP, len(dst)
-        w = self.base.split.waves[i].numpy()
-        m = int(round(n / factor)) if factor != 1.0 else n
-        c = -((m - n) // 2) if m >= n else (n - m) // 2  # output[j] = resampled[j - c]
-        # output index j (of the clip frame) reads resampled index k = j - shift - c, valid in [lo, hi)
-        lo, hi = max(0, -c), min(m, n - c)
-        j0 = max(n - tail, lo + shift + c)
-        j1 = min(n, hi + shift + c)
-        if j1 <= j0:
-            return
-        k = self.grid[j0 - shift - c: j1 - shift - c]
-        pos = k * factor if factor != 1.0 else k
-        vals = np.interp(pos, self.xp, w)  # int16 in, float64 out (speed_perturb's float64 interpolation)
-        out = dst[j0 - (n - tail): j1 - (n - tail)]
-        np.multiply(vals.astype(np.float32), np.float32(gain / self.PCM), out=out)
-
-    def __getitem__(self, i: int):
-        from encoders.audio import sample_spec_masks
-        from pipelines.kws.data import noise_segment, silence_clip
-
-        b, a = self.base, self.base.aug
-        CLIP, PREFIX, SR = self.CLIP, self.PREFIX, self.SR
-        rng = np.random.default_rng([b.seed, b.epoch, i])
-        if i < len(b.kw):
-            src = b.kw[i]
-        elif i < len(b.kw) + b.n_unknown:
-            src = b.unk[b.unk_order[i - len(b.kw)]]
-        else:
-            src = None
-        wave = np.zeros(PREFIX + CLIP, np.float32)
-        clip = wave[PREFIX:]
-        if src is None:
-            label = b.silence
-        else:
-            label = int(b.split.labels[src])
-            factor = float(rng.uniform(*a.speed))
-            gain = 10 ** (rng.uniform(*a.gain_db) / 20)
-            shift = 0
-            if a.shift_ms:
-                m = int(SR * a.shift_ms / 1000)
-                shift = int(rng.integers(-m, m + 1))
-            self._perturbed_into(clip, src, factor, gain, shift)
-        if rng.random() < b.context_prob:
-            j = int(rng.integers(len(b.split.waves)))
-            factor = float(rng.uniform(*a.speed))
-            self._perturbed_into(wave[:PREFIX], j, factor, 10 ** (rng.uniform(*a.gain_db) / 20))
-        channel = src is not None and any((a.babble_prob, a.reverb_prob, a.eq_prob, a.phone_prob, a.clip_prob))
-        dry = clip.copy() if channel else None  # the channel augmentations read the clip before the noise
-        if src is None:
-            if b.bank:
-                wave += silence_clip(rng, b.bank, len(wave))
-        elif b.bank and rng.random() < a.noise_prob:
-            noise = noise_segment(rng, b.bank, len(wave))
-            snr = rng.uniform(*a.snr_db)
-            s = np.sqrt(np.dot(clip, clip) / CLIP)
-            tail = noise[-CLIP:]
-            nn_ = max(float(np.sqrt(np.dot(tail, tail) / CLIP)), 1e-8)
-            wave += noise * np.float32(s / (nn_ * 10 ** (snr / 20)))
-        if channel:
-            wave = b._channel(rng, wave, dry).astype(np.float32, copy=False)
-        elif src is not None:
-            np.clip(wave, -4.0, 4.0, out=wave)
-        tm, fm = sample_spec_masks(rng, b.n_frames, b.n_features, a)
-        context = int(rng.choice([0, PREFIX // 2, PREFIX]))
-        warp = float(rng.uniform(*a.vtlp)) if a.vtlp[0] != a.vtlp[1] else 1.0
-        return torch.from_numpy(wave), label, tm, fm, context, warp
-
-
-def _lean_prototype(train_set, collate):
-    return LeanKWSTrainSet(train_set), collate
-
-
 def _batched_prototype(train_set, collate):
     return BatchedKWSTrainSet(train_set), _whole_batch
 
@@ -441,11 +344,11 @@ def _whole_batch(batch):
 
 
 def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip: int = 10, threads: int = 1,
-                        workers: tuple[int, ...] = (1,), profile_batches: int = 8, lean: bool = True,
+                        workers: tuple[int, ...] = (1,), profile_batches: int = 8,
                         batched: bool = False, robust: bool = False) -> dict:
     """``lstm-media kws train --data DATA`` with its defaults: full loop vs model alone (CPU and wall time),
-    the data side's cost and profile, and the loop with ``workers`` DataLoader processes, with the lean
-    per-item augmentation (``lean``) and with the batched one (``batched``): prototypes of fixes."""
+    the data side's cost and profile, and the loop with ``workers`` DataLoader processes and with the batched
+    augmentation (``batched``): prototypes of fixes."""
     import importlib
 
     from pipelines.kws.cli import main as kws_main
@@ -484,10 +387,6 @@ def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip
                              "wall ratio shows waiting; cpu_all counts the workers' CPU too")
             res["worker_prototypes"][f"num_workers_{w}"] = r
         protos = []
-        if lean:
-            protos.append(("lean_prototype", _lean_prototype, "lean per-item augmentation",
-                           "LeanKWSTrainSet in benchmarks/kws.py: KWSTrainSet.__getitem__ with the same draws (the "
-                           "same items to float32 rounding) and fewer passes over the audio, num_workers 0"))
         if batched:
             protos.append(("batched_prototype", _batched_prototype, "batched augmentation",
                            "BatchedKWSTrainSet in benchmarks/kws.py: the basic augmentation on whole batches with "
@@ -588,7 +487,7 @@ def loop_main(args) -> dict:
     with tempfile.TemporaryDirectory() as d:
         res = bench_training_loop(args.data or DEFAULT_DATA, args.loop_steps, Path(d), args.loop_rounds,
                                   args.loop_skip, args.loop_threads, tuple(args.loop_workers),
-                                  args.profile_batches, not args.no_lean_prototype, args.batched_prototype,
+                                  args.profile_batches, args.batched_prototype,
                                   args.also_robust)
     sec = section(res, res.pop("config"), machine)
     out = Path(args.out)
@@ -599,7 +498,7 @@ def loop_main(args) -> dict:
                                               "wall": sec["ratio_loop_vs_model_alone_wall"]},
                       "workers": {k: v["ratio_loop_vs_model_alone_wall"]
                                   for k, v in sec["worker_prototypes"].items()},
-                      **{k: sec[k].get("ratio_loop_vs_model_alone") for k in ("lean_prototype", "batched_prototype")
+                      **{k: sec[k].get("ratio_loop_vs_model_alone") for k in ("batched_prototype",)
                          if k in sec}, "out": str(out)}))
     return sec
 
@@ -632,11 +531,9 @@ def get_args_parser():
     p.add_argument("--profile-batches", type=int, default=8, help="batches of the data side under cProfile")
     p.add_argument("--also-robust", action="store_true",
                    help="also time the loop of kws train --augment robust (issue #9's channel augmentation)")
-    p.add_argument("--no-lean-prototype", action="store_true",
-                   help="skip the loop with the lean per-item augmentation prototype (LeanKWSTrainSet)")
     p.add_argument("--batched-prototype", action="store_true",
                    help="also time the loop with the batched-augmentation prototype (BatchedKWSTrainSet; measured "
-                        "slower than the lean per-item path on CPU)")
+                        "slower than the per-item path on CPU)")
     return p
 
 
