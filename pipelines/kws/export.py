@@ -37,6 +37,7 @@ from torch import nn
 from encoders.audio import FeatureConfig
 
 from ..cli_common import UserError, check_output, write_text_atomic
+from .model import ema
 
 FORMATS = ("onnx", "torchscript")
 FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -92,8 +93,6 @@ class StreamStep(nn.Module):
         self.amin = float(fc.amin)
         # causal mean normalisation (the model's cmn_frames): its running mean m is one more state (B, D)
         self.cmn = int(getattr(model, "cmn_frames", 0))
-        self.log_a = -1.0 / self.cmn if self.cmn else 0.0
-        self.one_minus_a = 1.0 - float(np.exp(self.log_a)) if self.cmn else 0.0
         self.eval()
 
     def dft_basis(self) -> torch.Tensor:
@@ -113,11 +112,8 @@ class StreamStep(nn.Module):
         mel = torch.matmul(power, self.fb).clamp(min=self.amin)
         feats = torch.matmul(torch.log10(mel), self.proj) + self.shift  # (B, T, D), normalised
         m_out = m
-        if self.cmn > 0:  # m_t = (1 - a) sum_k<=t a^(t-k) x_k + a^(t+1) m_{-1}, as KWSLSTM.running_mean
-            k = torch.arange(feats.shape[1]).to(feats.dtype)
-            d = k.unsqueeze(1) - k.unsqueeze(0)
-            w = torch.where(d >= 0, torch.exp(d * self.log_a), torch.zeros_like(d)) * self.one_minus_a
-            run = torch.matmul(w, feats) + torch.exp((k + 1.0) * self.log_a).unsqueeze(-1) * m.unsqueeze(1)
+        if self.cmn > 0:  # the model's own running mean (KWSLSTM.running_mean), started from the state m
+            run = ema(feats, self.cmn, m)
             feats = feats - run
             m_out = run[:, -1]
         steps = feats.reshape(feats.shape[0], -1, feats.shape[2] * self.stack)
