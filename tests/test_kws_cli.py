@@ -345,6 +345,11 @@ def test_ship_quick_writes_loadable_bundles(tmp_path):
         assert row["held_out"]["test_n"] > 0 and row["held_out"]["stream_keywords"] > 0
         for engine in ("espeak", "flite"):  # leave-one-engine-out figures beside the by-voice ones
             assert 0 <= row["held_out"][f"loeo_{engine}_accuracy"] <= 1 and row["held_out"][f"loeo_{engine}_n"] > 0
+        try:  # the outside engine, when SVOX Pico is installed (make setup installs it)
+            import ttspico  # noqa: F401
+            assert 0 <= row["held_out"]["outside_pico_accuracy"] <= 1 and row["held_out"]["outside_pico_n"] > 0
+        except ImportError:
+            assert "outside_pico_accuracy" not in row["held_out"]
         assert row["size_bytes"] == (tmp_path / "models" / f"{row['name']}.pt").stat().st_size <= 3e6
         assert "trainer" not in b and b["state_dict"]["head.weight"].dtype == torch.float16
         assert b["labels"][2:] == (["yes", "no"] if row["name"] == "kws" else ["zero", "one"])

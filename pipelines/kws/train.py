@@ -21,7 +21,7 @@ from pipelines.registry import get_model
 from pipelines.trainer import TrainConfig, Trainer, seed_everything
 
 from . import model as _model  # noqa: F401 - registers "kws-lstm"
-from .data import (CLIP, PRESETS, KWSTrainSet, build_split, collate, eval_set, load_clip, make_labels, noise_bank,
+from .data import (CLIP, PRESETS, DatasetIndex, KWSTrainSet, build_split, collate, eval_set, load_clip, make_labels, noise_bank,
                    scan_dataset, telephone_set, to_float)
 from .stream import DetectConfig
 
@@ -219,9 +219,7 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
                        title=f"test (held-out voices): {rep['accuracy']:.3f}")
     loeo = None
     if held is not None:
-        ho = build_split(held, None, labels, skipped, progress=progress, **pct)
-        ho_w, ho_y = eval_set(ho, bank, labels, seed=cfg.seed + 3)
-        ho_rep = report(best, ho_w, ho_y, labels)
+        ho_rep = engine_report(best, held, bank, labels, cfg, skipped, progress)
         loeo = {"engine": cfg.holdout_engine, "accuracy": ho_rep["accuracy"], "n": ho_rep["n"],
                 "per_class": ho_rep["per_class"], "trained_on": index.engines}
         plot_confusion(np.array(ho_rep["confusion"]), labels, out / "confusion_holdout_engine.png",
@@ -243,6 +241,26 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
 def load(checkpoint: str | Path | None, device: str = "cpu", command: str = "lstm-media kws"):
     """A kws bundle (a file, a shipped model name, or None for the shipped ``kws``) -> (model, bundle)."""
     return _bundle.load(checkpoint, KIND, device=device, default=SHIPPED, command=command)
+
+
+def engine_report(model, index: DatasetIndex, bank: list, labels: list[str], cfg: KWSConfig,
+                  skipped: SkipCounter | None = None, progress: bool = False) -> dict:
+    """:func:`report` over every clip of ``index`` (an engine the model never trained on: a left-out
+    engine, or the outside engine), keywords all, unknown words and noise-only silences each 10 % of the
+    keyword count (the task's proportions, seeded): the leave-one-engine-out protocol."""
+    pct = dict(silence_percentage=cfg.silence_percentage, unknown_percentage=cfg.unknown_percentage)
+    sp = build_split(index, None, labels, skipped if skipped is not None else SkipCounter(), progress=progress, **pct)
+    w, y = eval_set(sp, bank, labels, seed=cfg.seed + 3)
+    return report(model, w, y, labels)
+
+
+def outside_engine_accuracy(checkpoint: str | Path, data: str | Path, device: str = "cpu") -> dict:
+    """A trained model on a folder of an engine it never heard (``synth --engines pico``), with the
+    leave-one-engine-out protocol (:func:`engine_report`): ``{"accuracy", "n", "per_class"}``."""
+    model, b = load(checkpoint, device, "lstm-media kws eval")
+    index = scan_dataset(data)
+    rep = engine_report(model, index, noise_bank(index.noise_files), b["labels"], KWSConfig.from_dict(b["task"]))
+    return {"accuracy": rep["accuracy"], "n": rep["n"], "per_class": rep["per_class"]}
 
 
 def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, out_png: str | Path | None = None,
