@@ -14,10 +14,9 @@
    ``KWSTrainSet.__getitem__``, features inside the model's forward; Trainer, AdamW, clipping, logging) vs the
    same model, loss and optimizer on the batches that loop made, replayed (``benchmarks/_loop.py``):
    interleaved rounds, medians, CPU and wall time; a cProfile of the data side (items + collate) and its
-   seconds per batch next to the model's; and the same loop with DataLoader worker processes
-   (``--loop-workers``) and, with ``--batched-prototype``, with the basic augmentation done on whole batches
-   by tensor ops (``BatchedKWSTrainSet``): a prototype.  (The one-pass per-item path once prototyped here is
-   ``KWSTrainSet.__getitem__`` now.)
+   seconds per batch next to the model's; and the same loop with other DataLoader worker counts
+   (``--loop-workers``; the model keeps its threads).  (The prototypes once here are in ``KWSTrainSet`` now:
+   the one-pass per-item path, and the channel effects made once per batch by ``__getitems__``.)
 
 Writes benchmarks/results/kws-cpu.json (with a machine description), merged into what is there.
 """
@@ -228,127 +227,10 @@ def _memo_decoding(kws_train):
     return original
 
 
-def _speed_shift_gather(waves: torch.Tensor, factor: torch.Tensor, shift: torch.Tensor, tail: int | None = None):
-    """``encoders.audio.speed_perturb`` (linear interpolation, centre and length kept) then ``time_shift``
-    (zero fill) of every row of (B, N) ``waves`` at once, by per-row ``factor`` and ``shift`` (B,); ``tail``:
-    only the last ``tail`` output samples.  Positions in float64: equal to the per-item functions to 1e-6."""
-    B, n = waves.shape
-    factor = factor.double()
-    m = torch.round(n / factor).long()  # length of the resampled clip before centring
-    c = torch.where(m >= n, -((m - n) // 2), (n - m) // 2)  # output[j] = resampled[j - c]
-    k = torch.arange(n - (tail or n), n, dtype=torch.float64).unsqueeze(0) - (shift + c).double().unsqueeze(1)
-    # inside the resampled clip (0 <= k < m) and inside the shifted frame (0 <= k + c < n)
-    lo, hi = torch.clamp(-c, min=0).double(), torch.minimum(m, n - c).double()
-    valid = (k >= lo.unsqueeze(1)) & (k < hi.unsqueeze(1))
-    pos = (k * factor.unsqueeze(1)).clamp_(0, n - 1)  # np.interp holds the end values
-    i0 = pos.long()
-    i1 = (i0 + 1).clamp_(max=n - 1)
-    out = torch.lerp(waves.gather(1, i0), waves.gather(1, i1), (pos - i0).float())
-    return out.mul_(valid)
-
-
-class BatchedKWSTrainSet(torch.utils.data.Dataset):
-    """PROTOTYPE for the lead (issue #13 §4), not used by ``kws train``: the basic augmentation of
-    ``KWSTrainSet`` (speed, gain, time shift, a context prefix from another clip, background noise at a random
-    SNR, noise-only silences, SpecAugment draws, one context length per batch) made for a whole batch at once
-    with tensor ops, so the DataLoader hands out batches (``__getitems__``) instead of 64 items of numpy
-    calls.  The same distributions, drawn from one generator per (seed, epoch, batch) instead of one per item
-    (so not the same numbers as today's items).  The channel augmentations (VTLP, room, EQ, telephone, babble,
-    clipping) are not in it: with any of them on, it refuses."""
-
-    def __init__(self, base):
-        a = base.aug
-        if a.vtlp[0] != a.vtlp[1] or any((a.reverb_prob, a.eq_prob, a.phone_prob, a.clip_prob, a.babble_prob)):
-            raise NotImplementedError("the batched prototype covers the basic augmentation only")
-        from pipelines.kws.data import CLIP, PREFIX
-
-        self.base, self.clip_n, self.prefix_n = base, CLIP, PREFIX
-        n = PREFIX + CLIP  # noise files are tiled to at least one whole item, as noise_segment does
-        self.bank = [torch.from_numpy(np.tile(w, n // len(w) + 1) if len(w) < n else w).float() for w in base.bank]
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.base.set_epoch(epoch)
-
-    def _noise(self, rng, B: int, n: int) -> torch.Tensor:
-        files = rng.integers(len(self.bank), size=B)
-        out = torch.empty(B, n)
-        for r, f in enumerate(files.tolist()):
-            src = self.bank[f]
-            s = int(rng.integers(0, len(src) - n + 1))
-            out[r] = src[s: s + n]
-        return out
-
-    def __getitems__(self, idx: list[int]):
-        from pipelines.kws.data import PCM
-
-        b, a = self.base, self.base.aug
-        B, CLIP, PREFIX = len(idx), self.clip_n, self.prefix_n
-        rng = np.random.default_rng([b.seed, b.epoch, idx[0], 104729])
-        nk = len(b.kw)
-        src = np.array([b.kw[i] if i < nk else (b.unk[b.unk_order[i - nk]] if i < nk + b.n_unknown else -1)
-                        for i in idx])
-        sil = torch.from_numpy(src < 0)
-        srct = torch.from_numpy(np.maximum(src, 0))
-        labels = torch.where(sil, b.silence, b.split.labels[srct])
-
-        def perturbed(rows, tail=None, shift=None):
-            f = torch.from_numpy(rng.uniform(*a.speed, size=len(rows)))
-            g = torch.from_numpy(10 ** (rng.uniform(*a.gain_db, size=len(rows)) / 20)).float()
-            sh = shift if shift is not None else torch.zeros(len(rows), dtype=torch.long)
-            w = b.split.waves[rows].float() / PCM
-            return _speed_shift_gather(w, f, sh, tail) * g.unsqueeze(1)
-
-        keep = int(rng.choice([0, PREFIX // 2, PREFIX]))  # first: only the context the batch keeps is made
-        m = int(16000 * a.shift_ms / 1000)
-        shift = torch.from_numpy(rng.integers(-m, m + 1, size=B)) if m else torch.zeros(B, dtype=torch.long)
-        clip = perturbed(srct, shift=shift).masked_fill(sil.unsqueeze(1), 0.0)
-        if keep:
-            has_prefix = torch.from_numpy(rng.random(B) < b.context_prob)
-            prefix = perturbed(torch.from_numpy(rng.integers(len(b.split.waves), size=B)), tail=keep)
-            wave = torch.cat([prefix * has_prefix.unsqueeze(1), clip], 1)
-        else:
-            wave = clip
-        if self.bank:
-            noise = self._noise(rng, B, keep + CLIP)
-            use = ~sil & torch.from_numpy(rng.random(B) < a.noise_prob)
-            snr = torch.from_numpy(rng.uniform(*a.snr_db, size=B)).float()
-            s = clip.square().mean(1).sqrt()
-            nr = noise[:, -CLIP:].square().mean(1).sqrt().clamp_min(1e-8)
-            level = torch.where(sil, 10 ** torch.from_numpy(rng.uniform(-4, -1, size=B)).float()
-                                / noise.square().mean(1).sqrt().clamp_min(1e-8), s / (nr * 10 ** (snr / 20)))
-            wave = wave + noise * torch.where(use | sil, level, 0.0).unsqueeze(1)
-        wave = wave.clamp(-4.0, 4.0)
-
-        def masks(k, mx, size):
-            k1 = max(k, 1)
-            w = rng.integers(0, mx + 1, size=(B, k1))
-            start = np.floor(rng.random((B, k1)) * (np.maximum(size - w, 0) + 1)).astype(np.int64)
-            out = np.stack([start, w], -1)
-            out[:, k:] = 0  # k = 0: one empty mask, as sample_spec_masks
-            return torch.from_numpy(out)
-
-        tm = masks(a.time_masks, a.time_mask_max, b.n_frames)
-        fm = masks(a.freq_masks, a.freq_mask_max, b.n_features)
-        return wave, labels, tm, fm, torch.ones(B)
-
-
-def _batched_prototype(train_set, collate):
-    return BatchedKWSTrainSet(train_set), _whole_batch
-
-
-def _whole_batch(batch):
-    return batch
-
-
 def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip: int = 10, threads: int = 1,
-                        workers: tuple[int, ...] = (1,), profile_batches: int = 8,
-                        batched: bool = False, robust: bool = False) -> dict:
+                        workers: tuple[int, ...] = (1,), profile_batches: int = 8, robust: bool = False) -> dict:
     """``lstm-media kws train --data DATA`` with its defaults: full loop vs model alone (CPU and wall time),
-    the data side's cost and profile, and the loop with ``workers`` DataLoader processes and with the batched
-    augmentation (``batched``): prototypes of fixes."""
+    the data side's cost and profile, and the loop with ``workers`` DataLoader processes."""
     import importlib
 
     from pipelines.kws.cli import main as kws_main
@@ -379,18 +261,13 @@ def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip
         res["data_side"] = side
         res["worker_prototypes"] = {}
         for w in workers:
-            print(f"kws: the same with num_workers={w} (prototype)", file=sys.stderr, flush=True)
+            print(f"kws: the same with num_workers={w}", file=sys.stderr, flush=True)
             r = compare(kws_train, run, work / f"w{w}", steps, rounds, skip, overrides={"num_workers": w},
                         label=f"kws num_workers={w}")
             r.pop("_probe")
             r["judge_by"] = ("wall: a main process that waits for a worker's batch spends no CPU time, so only the "
                              "wall ratio shows waiting; cpu_all counts the workers' CPU too")
             res["worker_prototypes"][f"num_workers_{w}"] = r
-        protos = []
-        if batched:
-            protos.append(("batched_prototype", _batched_prototype, "batched augmentation",
-                           "BatchedKWSTrainSet in benchmarks/kws.py: the basic augmentation on whole batches with "
-                           "tensor ops (same distributions, not the same draws), num_workers 0"))
         if robust:
             print("kws: the same with --augment robust (issue #9's speaker and channel augmentation)",
                   file=sys.stderr, flush=True)
@@ -406,19 +283,6 @@ def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip
             default = " (the default)" if cfg.augment == AugmentConfig.robust() else " (not the default when measured)"
             r["what"] = f"kws train --augment robust{default}: the cost of the channel augmentations"
             res["augment_robust"] = r
-        for key, wrap, label, what in protos:
-            print(f"kws: the same with the {label} prototype", file=sys.stderr, flush=True)
-            try:
-                r = compare(kws_train, run, work / key, steps, rounds, skip, wrap_data=wrap, label=f"kws {label}")
-            except NotImplementedError as e:
-                res[key] = {"skipped": str(e)}
-                continue
-            p = r.pop("_probe")
-            st = model_step_seconds(p)
-            side = data_side(p, profile_batches)
-            side.update(model_step_cpu_s=st, expected_ratio_if_serial=st / (st + side["cpu_s_per_batch"]))
-            r["data_side"], r["what"] = side, what
-            res[key] = r
     finally:
         kws_train.build_split = original
     aug = cfg.augment
@@ -487,19 +351,22 @@ def loop_main(args) -> dict:
     with tempfile.TemporaryDirectory() as d:
         res = bench_training_loop(args.data or DEFAULT_DATA, args.loop_steps, Path(d), args.loop_rounds,
                                   args.loop_skip, args.loop_threads, tuple(args.loop_workers),
-                                  args.profile_batches, args.batched_prototype,
-                                  args.also_robust)
+                                  args.profile_batches, args.also_robust)
     sec = section(res, res.pop("config"), machine)
     out = Path(args.out)
+    try:  # the figures recorded before a change (by hand, once) stay beside every rerun's
+        before = json.loads(out.read_text()).get("input_pipeline", {}).get("before")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    if before:
+        sec["before"] = before
     merge_json(out, {"input_pipeline": sec})
     if out.parent.resolve() == RESULTS.resolve():
         write_summary()
     print(json.dumps({"loop_vs_model_alone": {"cpu": sec["ratio_loop_vs_model_alone_cpu"],
                                               "wall": sec["ratio_loop_vs_model_alone_wall"]},
                       "workers": {k: v["ratio_loop_vs_model_alone_wall"]
-                                  for k, v in sec["worker_prototypes"].items()},
-                      **{k: sec[k].get("ratio_loop_vs_model_alone") for k in ("batched_prototype",)
-                         if k in sec}, "out": str(out)}))
+                                  for k, v in sec["worker_prototypes"].items()}, "out": str(out)}))
     return sec
 
 
@@ -526,14 +393,13 @@ def get_args_parser():
     p.add_argument("--loop-skip", type=int, default=10, help="warm-up steps not timed")
     p.add_argument("--loop-threads", type=int, default=1,
                    help="torch threads of the training (default 1: least disturbed by other jobs)")
-    p.add_argument("--loop-workers", type=int, nargs="*", default=[1],
-                   help="also time the loop with these DataLoader worker counts (prototype; none: skip)")
+    p.add_argument("--loop-workers", type=int, nargs="*", default=[0],
+                   help="also time the loop with these DataLoader worker counts, the model keeping its threads "
+                        "(default 0: the augmentation in the training process, beside kws train's 1 worker; "
+                        "none: skip)")
     p.add_argument("--profile-batches", type=int, default=8, help="batches of the data side under cProfile")
     p.add_argument("--also-robust", action="store_true",
                    help="also time the loop of kws train --augment robust (issue #9's channel augmentation)")
-    p.add_argument("--batched-prototype", action="store_true",
-                   help="also time the loop with the batched-augmentation prototype (BatchedKWSTrainSet; measured "
-                        "slower than the per-item path on CPU)")
     return p
 
 

@@ -219,11 +219,28 @@ def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
     return np.pad(out, (left, n - m - left))
 
 
-def reverberate(wave: np.ndarray, rng: np.random.Generator, rt60: float, sr: int = 16000) -> np.ndarray:
-    """Convolve (N,) audio with a simulated room: a direct path plus exponentially decaying noise
-    (energy falls 60 dB in ``rt60`` s) after a 2-10 ms pre-delay; the RMS is kept."""
-    from scipy.signal import fftconvolve
+# Issue #13 §4: these run for a good share of the training clips, so they are written for speed on one CPU
+# core: scipy.fft (pocketfft) at fast sizes, float32 where the result is the same to float noise, cached grids
+# and filters, and each one as a kernel over the rows of a (B, N) array (``*_rows``): one FFT call over
+# several rows costs a third of a row-by-row call per row, and gives every row bit for bit what a call on
+# that row alone gives (the 1-D functions are the kernels on one row), so a clip is the same whether it is
+# made alone or in a batch.  tests/test_kws_augment_speed.py keeps the plain versions these replaced and
+# checks that the two agree on seeded input.
+_CHUNK = 4  # rows per FFT call in the *_rows kernels
 
+
+def _same_rms(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(N,) float32 ``out`` scaled in place to the RMS of ``ref``."""
+    s = float(np.sqrt(np.dot(ref, ref) / max(len(ref), 1)))
+    o = max(float(np.sqrt(np.dot(out, out) / max(len(out), 1))), 1e-8)
+    out *= np.float32(s / o)
+    return out
+
+
+def room_impulse(rng: np.random.Generator, rt60: float, sr: int = 16000) -> np.ndarray:
+    """The room of :func:`reverberate` (float64): a direct path plus exponentially decaying noise (energy
+    falls 60 dB in ``rt60`` s, at most 1 s long) after a 2-10 ms pre-delay, at a random direct-to-reverb
+    ratio (-6..+3 dB)."""
     n = max(int(min(rt60, 1.0) * sr), 16)
     t = np.arange(n) / sr
     tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)
@@ -231,52 +248,268 @@ def reverberate(wave: np.ndarray, rng: np.random.Generator, rt60: float, sr: int
     tail[:delay] = 0.0
     ir = tail * 10 ** (rng.uniform(-6, 3) / 20) / max(float(np.sqrt(np.sum(tail ** 2))), 1e-8)  # direct-to-reverb ratio
     ir[0] = 1.0
-    out = fftconvolve(wave, ir)[: len(wave)]
-    return (out * (np.sqrt(np.mean(wave ** 2)) / max(float(np.sqrt(np.mean(out ** 2))), 1e-8))).astype(np.float32)
+    return ir
+
+
+def _conv_size(m: int) -> int:
+    """An FFT size >= m from a short ladder of fast ones (2^k, 3 2^k, 9 2^k): rows of a batch whose rooms
+    differ in length still share a size (the size is a function of m alone, so alone or in a batch a row
+    gets the same one)."""
+    p = 1 << max(int(m - 1).bit_length(), 4)
+    return next(c for c in (9 * p // 16, 3 * p // 4, p) if c >= m)
+
+
+def reverb_rows(x: np.ndarray, irs: list[np.ndarray]) -> np.ndarray:
+    """Rows of (B, N) float32 ``x`` each convolved with its room ``irs[b]`` (the first N samples of the
+    linear convolution), the RMS of each row kept.  Returns a new (B, N) float32 array."""
+    from scipy import fft as _fft
+
+    B, N = x.shape
+    out = np.empty((B, N), np.float32)
+    sizes = [_conv_size(N + len(ir) - 1) for ir in irs]
+    for size in sorted(set(sizes)):
+        group = [b for b in range(B) if sizes[b] == size]
+        for c in range(0, len(group), _CHUNK):  # a few rows per FFT call (more would leave the cache)
+            rows = group[c: c + _CHUNK]
+            h = np.zeros((len(rows), max(len(irs[b]) for b in rows)), np.float32)
+            for r, b in enumerate(rows):
+                h[r, : len(irs[b])] = irs[b]
+            spec = _fft.rfft(x[rows], size, axis=-1)
+            spec *= _fft.rfft(h, size, axis=-1)
+            out[rows] = _fft.irfft(spec, size, axis=-1)[:, :N]
+    for b in range(B):
+        _same_rms(out[b], x[b])
+    return out
+
+
+def reverberate(wave: np.ndarray, rng: np.random.Generator, rt60: float, sr: int = 16000) -> np.ndarray:
+    """Convolve (N,) audio with a simulated room: a direct path plus exponentially decaying noise
+    (energy falls 60 dB in ``rt60`` s) after a 2-10 ms pre-delay; the RMS is kept."""
+    return reverb_rows(np.asarray(wave, np.float32)[None], [room_impulse(rng, rt60, sr)])[0]
+
+
+@lru_cache(maxsize=8)
+def _eq_grid(n: int, sr: int):
+    """For the rfft bins of an ``n``-sample signal: the bin ranges ``(segment, first, stop)`` lying between
+    two control points of :func:`random_eq`'s gain curve (the bins are in order, so each segment is one
+    range), and each bin's position in its segment (np.interp over log frequency, the ends held)."""
+    lp = np.log(np.geomspace(60.0, sr / 2, 8))
+    x = np.log(np.maximum(np.fft.rfftfreq(n, 1 / sr), 1.0))
+    i = np.clip(np.searchsorted(lp, x, side="right") - 1, 0, len(lp) - 2)
+    w = np.clip((x - lp[i]) / (lp[i + 1] - lp[i]), 0.0, 1.0)
+    edges = np.flatnonzero(np.diff(i)) + 1
+    starts, stops = np.r_[0, edges], np.r_[edges, len(i)]
+    return tuple((int(i[a]), int(a), int(b)) for a, b in zip(starts, stops)), w.astype(np.float32)
+
+
+def eq_draw(rng: np.random.Generator, max_db: float) -> np.ndarray:
+    """The 8 control-point gains (dB) of :func:`random_eq`: +-max_db each plus a random tilt."""
+    return rng.uniform(-max_db, max_db, 8) + rng.uniform(-1, 1) * max_db * np.linspace(-1, 1, 8)
+
+
+def eq_rows(x: np.ndarray, db: np.ndarray, sr: int = 16000) -> np.ndarray:
+    """Rows of (B, N) float32 ``x`` coloured by the gain curves of (B, 8) control-point gains ``db``
+    (:func:`eq_draw`), interpolated over log frequency; each row's RMS kept.  A new (B, N) float32 array."""
+    from scipy import fft as _fft
+
+    B, N = x.shape
+    db = np.asarray(db, np.float64).reshape(B, -1)
+    segments, w = _eq_grid(N, sr)
+    a = (db * (np.log(10.0) / 20)).astype(np.float32)  # dB -> natural log of the amplitude
+    out = np.empty((B, N), np.float32)
+    for c in range(0, B, _CHUNK):  # a few rows per FFT call (more would leave the cache)
+        ac = a[c: c + _CHUNK]
+        g = np.empty((len(ac), len(w)), np.float32)
+        for k, lo, hi in segments:  # the curve, linear over log frequency between control points
+            np.multiply(w[lo:hi], ac[:, k + 1: k + 2] - ac[:, k: k + 1], out=g[:, lo:hi])
+            g[:, lo:hi] += ac[:, k: k + 1]
+        spec = _fft.rfft(x[c: c + _CHUNK], axis=-1)
+        spec *= np.exp(g, out=g)
+        out[c: c + _CHUNK] = _fft.irfft(spec, N, axis=-1)
+    for b in range(B):
+        _same_rms(out[b], x[b])
+    return out
 
 
 def random_eq(wave: np.ndarray, rng: np.random.Generator, max_db: float, sr: int = 16000) -> np.ndarray:
     """Colour (N,) audio with a random smooth gain curve: +-``max_db`` at 8 log-spaced points from 60 Hz to
     Nyquist plus a random tilt, interpolated over log frequency (a microphone, a small loudspeaker).
     The RMS is kept."""
-    spec = np.fft.rfft(wave)
-    f = np.fft.rfftfreq(len(wave), 1 / sr)
-    pts = np.geomspace(60.0, sr / 2, 8)
-    db = rng.uniform(-max_db, max_db, len(pts)) + rng.uniform(-1, 1) * max_db * np.linspace(-1, 1, len(pts))
-    gain = 10 ** (np.interp(np.log(np.maximum(f, 1.0)), np.log(pts), db) / 20)
-    out = np.fft.irfft(spec * gain, n=len(wave))
-    return (out * (np.sqrt(np.mean(wave ** 2)) / max(float(np.sqrt(np.mean(out ** 2))), 1e-8))).astype(np.float32)
+    return eq_rows(np.asarray(wave, np.float32)[None], eq_draw(rng, max_db)[None], sr)[0]
+
+
+@lru_cache(maxsize=2)
+def _mu_table(bits: int) -> np.ndarray:
+    """The decoded value of each of the 2**bits mu-law codes, computed as :func:`mu_law` decodes."""
+    mu = 2 ** bits - 1
+    y = np.arange(mu + 1, dtype=np.float64) / mu * 2 - 1
+    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
 
 
 def mu_law(wave: np.ndarray, bits: int = 8) -> np.ndarray:
     """Quantise [-1, 1] audio through ``bits``-bit mu-law (G.711 style: encode, then decode)."""
     mu = 2 ** bits - 1
     x = np.clip(wave, -1, 1)
-    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
-    y = np.round((y + 1) / 2 * mu) / mu * 2 - 1
-    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
+    y = np.abs(x)  # the same operations, in the same order, as sign(x) * log1p(mu |x|) / log1p(mu)
+    y *= mu
+    np.log1p(y, out=y)
+    y *= np.sign(x)
+    y = y / np.log1p(mu)  # not in place: a float64 scalar makes float32 input float64 here, as before
+    y += 1
+    y /= 2
+    y *= mu
+    np.round(y, out=y)  # the code 0..mu; decoding it is a table look-up
+    nan = np.isnan(y)
+    out = _mu_table(bits)[np.where(nan, 0, y).astype(np.intp)]
+    out[nan] = np.nan  # as the formula gives
+    return out
+
+
+@lru_cache(maxsize=4)
+def _halfband(n_taps: int = 41) -> np.ndarray:
+    """scipy's resample_poly filter for a factor of 2: a Kaiser-windowed sinc (beta 5), cutoff at 8 kHz's
+    Nyquist, 20 taps each side."""
+    from scipy.signal import firwin
+
+    return firwin(n_taps, 0.5, window=("kaiser", 5.0))
+
+
+def _down2(x: np.ndarray) -> np.ndarray:
+    """``scipy.signal.resample_poly(x, 1, 2)`` (float64, 1-D) as two half-length polyphase convolutions."""
+    h = _halfband()
+    m, k = (len(x) + 1) // 2, len(h) // 4  # k = 10: the filter's half length in output samples
+    out = np.convolve(x[0::2], h[0::2])[k: k + m]
+    odd = np.convolve(x[1::2], h[1::2])[k - 1: k - 1 + m]
+    out[: len(odd)] += odd
+    return out
+
+
+def _up2(y: np.ndarray) -> np.ndarray:
+    """``scipy.signal.resample_poly(y, 2, 1)`` (1-D) as two polyphase convolutions (float64 sums, ``y``'s type out)."""
+    h = _halfband()
+    k, m = len(h) // 4, len(y)
+    out = np.empty(2 * m, y.dtype)
+    out[0::2] = np.convolve(y.astype(np.float64), 2 * h[0::2])[k: k + m]
+    out[1::2] = np.convolve(y.astype(np.float64), 2 * h[1::2])[k: k + m]
+    return out
+
+
+@lru_cache(maxsize=1)
+def _halfband_edges() -> tuple[np.ndarray, np.ndarray]:
+    """What circular filtering by the centred half-band filter h adds to the first and last r = 20 outputs
+    of an N-sample signal x (the terms that wrap around): start = A @ x[N-r:], end = B @ x[:r]."""
+    h = _halfband()
+    r = len(h) // 2
+    A, B = np.zeros((r, r)), np.zeros((r, r))
+    for m in range(r):
+        for p in range(m, r):
+            A[m, p] = h[m + 2 * r - p]  # output m reads x[N - r + p] through tap m + r - p of the centred filter
+        for q in range(m + 1):
+            B[m, q] = h[m - q]  # output N - r + m reads x[q] through tap m - r - q
+    return A, B
+
+
+@lru_cache(maxsize=8)
+def _halfband_response(n: int) -> np.ndarray:
+    """The zero-phase frequency response (rfft bins of an n-sample signal) of the half-band filter."""
+    from scipy import fft as _fft
+
+    h = _halfband()
+    r = len(h) // 2
+    c = np.zeros(n)
+    c[: r + 1], c[n - r:] = h[r:], h[:r]
+    return _fft.rfft(c).real.copy()  # the filter is symmetric: its centred response is real
+
+
+@lru_cache(maxsize=8)
+def _halfband_response32(n: int) -> np.ndarray:
+    """Twice :func:`_halfband_response` in float32 (the 1:2 interpolation's gain)."""
+    return (2 * _halfband_response(n)).astype(np.float32)
+
+
+def _band_gain(f: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    lo, hi = band
+    return np.clip((f - lo * 0.7) / (lo * 0.3), 0, 1) * np.clip((hi * 1.15 - f) / (hi * 0.15), 0, 1)
+
+
+def telephone_rows(x: np.ndarray, bands: list | None, sr: int = 16000) -> np.ndarray:
+    """Rows of (B, N) audio through :func:`telephone`, each with its band (``bands[b]``: (lo, hi) Hz or
+    None; ``bands`` None: no band-pass).  A new (B, N) float32 array.
+
+    At 16 kHz and even N the half-band filter of resample_poly runs in the spectrum that the band-pass
+    already made (with the terms that wrap around the ends taken back out, so the result equals the
+    zero-padded time-domain filter), the 2:1 decimation is a fold of that spectrum, and the 1:2
+    interpolation after the codec is the same in reverse: FFTs over a few rows at a time instead of two
+    polyphase filters per row.  Up to the codec all is float64, so its rounding decisions are those of
+    the plain version."""
+    if bands is None:
+        bands = [None] * len(x)
+    out = np.empty(np.shape(x), np.float32)
+    for c in range(0, len(x), _CHUNK):  # a few rows at a time: the FFTs gain from several rows, the rest stays in cache
+        out[c: c + _CHUNK] = _telephone_chunk(x[c: c + _CHUNK], bands[c: c + _CHUNK], sr)
+    return out
+
+
+def _telephone_chunk(x: np.ndarray, bands: list, sr: int) -> np.ndarray:
+    from math import gcd
+
+    from scipy import fft as _fft
+
+    x = np.asarray(x, np.float64)
+    B, n = x.shape
+    g = gcd(8000, sr)
+    up, down = 8000 // g, sr // g
+    spec = None
+    if any(bd is not None for bd in bands):
+        f = np.fft.rfftfreq(n, 1 / sr)
+        spec = _fft.rfft(x, axis=-1)
+        spec *= np.stack([_band_gain(f, bd) if bd is not None else np.ones_like(f) for bd in bands])
+        x = _fft.irfft(spec, n, axis=-1)
+    peaks = [max(float(np.abs(row).max()), 1e-8) for row in x]
+    out = np.empty((B, n), np.float32)
+    if (up, down) != (1, 2) or n % 2 or n < 4 * len(_halfband()):  # the plain way, row by row
+        for b in range(B):
+            if (up, down) == (1, 2):
+                back = _up2(mu_law(_down2(x[b] / peaks[b] * 0.5)))[:n]
+            else:
+                from scipy.signal import resample_poly
+
+                back = resample_poly(mu_law(resample_poly(x[b] / peaks[b] * 0.5, up, down)), down, up)[:n]
+            out[b] = np.pad(back, (0, n - len(back))) * peaks[b] / 0.5
+        return out
+    m = n // 2
+    A, Bm = _halfband_edges()
+    r = len(A)
+    z = _fft.rfft(x, axis=-1) if spec is None else spec
+    z *= _halfband_response(n)
+    fold = np.conj(z[:, m - m // 2: m + 1][:, ::-1])  # bin m - k for k = 0..m//2
+    fold += z[:, : m // 2 + 1]
+    fold *= 0.5
+    d = _fft.irfft(fold, m, axis=-1)  # z[2j]: every second sample of the filtered signal
+    for b in range(B):
+        d[b, : r // 2] -= (A @ x[b, -r:])[0::2]
+        d[b, m - r // 2:] -= (Bm @ x[b, :r])[0::2]
+        d[b] = d[b] / peaks[b] * 0.5
+    q = mu_law(d)  # (B, m) float32
+    y = _fft.rfft(q, axis=-1)
+    u = np.empty((B, m + 1), y.dtype)  # the spectrum of q with zeros between its samples
+    u[:, : m // 2 + 1] = y
+    np.conj(y[:, m - (m // 2 + 1)::-1], out=u[:, m // 2 + 1:])
+    u *= _halfband_response32(n)
+    back = _fft.irfft(u, n, axis=-1)
+    for b in range(B):
+        ends = np.zeros((2, r))
+        ends[0, 0::2], ends[1, 0::2] = q[b, m - r // 2:], q[b, : r // 2]  # q with zeros between, at both ends
+        back[b, :r] -= 2 * (A @ ends[0])
+        back[b, n - r:] -= 2 * (Bm @ ends[1])
+        out[b] = back[b] * peaks[b] / 0.5
+    return out
 
 
 def telephone(wave: np.ndarray, sr: int = 16000, band: tuple[float, float] | None = (300.0, 3400.0)) -> np.ndarray:
     """A telephone channel: (optional) band-pass, down to 8 kHz, 8-bit mu-law, back up to ``sr``.
     Deterministic; the level is normalised to a 0.5 peak before the codec (as an AGC would)."""
-    from scipy.signal import resample_poly
-
-    from math import gcd
-
-    x = np.asarray(wave, np.float64)
-    if band is not None:
-        spec = np.fft.rfft(x)
-        f = np.fft.rfftfreq(len(x), 1 / sr)
-        lo, hi = band
-        gain = np.clip((f - lo * 0.7) / (lo * 0.3), 0, 1) * np.clip((hi * 1.15 - f) / (hi * 0.15), 0, 1)
-        x = np.fft.irfft(spec * gain, n=len(x))
-    peak = max(float(np.abs(x).max()), 1e-8)
-    g = gcd(8000, sr)
-    narrow = resample_poly(x / peak * 0.5, 8000 // g, sr // g)
-    back = resample_poly(mu_law(narrow), sr // g, 8000 // g)[: len(x)]
-    back = np.pad(back, (0, len(x) - len(back)))
-    return (back * peak / 0.5).astype(np.float32)
+    return telephone_rows(np.asarray(wave, np.float64)[None], None if band is None else [band], sr)[0]
 
 
 def hard_clip(wave: np.ndarray, level: float) -> np.ndarray:
@@ -346,6 +579,7 @@ def sample_spec_masks(rng: np.random.Generator, n_frames: int, n_features: int, 
 
 
 __all__ = ["FeatureConfig", "FeatureExtractor", "StreamingFrames", "features", "mfcc", "log_mel", "speed_perturb",
-           "warped_filterbank", "reverberate", "random_eq", "mu_law", "telephone", "hard_clip",
+           "warped_filterbank", "reverberate", "random_eq", "mu_law", "telephone", "hard_clip", "room_impulse",
+           "reverb_rows", "eq_draw", "eq_rows", "telephone_rows",
            "power_spectrum", "frames", "AugmentConfig", "time_shift", "mix_noise", "rms", "spec_augment",
            "sample_spec_masks"]

@@ -169,6 +169,7 @@ def _reference_item(ds, i):
     in-place version must give the same items."""
     from encoders.audio import sample_spec_masks, speed_perturb, time_shift
     from pipelines.kws.data import PCM, SR, noise_segment, silence_clip
+    from test_kws_augment_speed import plain_channel
 
     def clip_of(rng, j):
         w = ds.split.waves[j].numpy().astype(np.float32) / PCM
@@ -198,7 +199,7 @@ def _reference_item(ds, i):
         n = max(float(np.sqrt(np.mean(noise[-CLIP:] ** 2))), 1e-8)
         wave = wave + noise * (s / (n * 10 ** (snr / 20)))
     if src is not None:
-        wave = ds._channel(rng, wave, clip)
+        wave = plain_channel(ds, rng, wave, clip)  # the channel effects as they were (issue #13 §4 batches them)
     tm, fm = sample_spec_masks(rng, ds.n_frames, ds.n_features, a)
     return wave.astype(np.float32), label, tm, fm
 

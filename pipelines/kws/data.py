@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from encoders.audio import (AugmentConfig, hard_clip, mix_noise, random_eq, reverberate, sample_spec_masks,
-                            speed_perturb, telephone, time_shift)
+from encoders.audio import (AugmentConfig, eq_draw, eq_rows, hard_clip, mix_noise, reverb_rows, room_impulse,
+                            sample_spec_masks, speed_perturb, telephone_rows, time_shift)
 from encoders.io import DecodeError, SkipCounter
 from encoders.io.audio import load_audio
 
@@ -312,8 +312,11 @@ def eval_set(split: TaskSplit, bank: list[np.ndarray], labels: list[str], seed: 
 
 
 def telephone_set(waves: torch.Tensor) -> torch.Tensor:
-    """(M, N) evaluation clips passed through the 8 kHz 8-bit mu-law telephone channel (300-3400 Hz)."""
-    return torch.from_numpy(np.stack([telephone(w.numpy()) for w in waves])) if len(waves) else waves
+    """(M, N) evaluation clips passed through the 8 kHz 8-bit mu-law telephone channel (300-3400 Hz); each
+    clip as :func:`encoders.audio.telephone` makes it alone."""
+    if not len(waves):
+        return waves
+    return torch.from_numpy(telephone_rows(waves.numpy(), [(300.0, 3400.0)] * len(waves)))
 
 
 class KWSTrainSet(Dataset):
@@ -381,6 +384,31 @@ class KWSTrainSet(Dataset):
         out *= np.float32(gain)
 
     def __getitem__(self, i: int):
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, idx: list[int]) -> list[tuple]:
+        """The items ``idx`` (what the DataLoader asks for a batch): each item's draws and cheap parts on
+        its own, then each channel effect once over the rows that drew it (see encoders.audio's ``*_rows``:
+        a row comes out bit for bit as it would alone, so an item does not depend on its batch)."""
+        items = [self._draw(i) for i in idx]
+        for effect, run in (("reverb", reverb_rows), ("eq", eq_rows), ("phone", telephone_rows)):
+            rows = [k for k, it in enumerate(items) if effect in it[1]]
+            if rows:
+                done = run(np.stack([items[k][0] for k in rows]), [items[k][1][effect] for k in rows])
+                for k, w in zip(rows, done):
+                    items[k][0] = w
+        out = []
+        for wave, ops, label, tm, fm, context, warp in items:
+            if "clip" in ops:
+                wave = hard_clip(wave, ops["clip"])
+            if ops.get("channel"):
+                wave = np.clip(wave, -4.0, 4.0)
+            out.append((torch.from_numpy(wave.astype(np.float32, copy=False)), label, tm, fm, context, warp))
+        return out
+
+    def _draw(self, i: int) -> list:
+        """Item ``i`` up to its channel effects: ``[wave, effects, label, time masks, freq masks, context,
+        warp]``, ``effects`` holding the parameters the channel effects drew (applied by the caller)."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
         a = self.aug
         if i < len(self.kw):
@@ -417,17 +445,18 @@ class KWSTrainSet(Dataset):
             tail = noise[-CLIP:]
             n = max(float(np.sqrt(np.dot(tail, tail) / CLIP)), 1e-8)
             wave += noise * np.float32(s / (n * 10 ** (snr / 20)))
-        if src is not None:
-            wave = self._channel(rng, wave, dry)
+        effects = self._channel(rng, wave, dry) if src is not None else {}
         tm, fm = sample_spec_masks(rng, self.n_frames, self.n_features, a)
         context = int(rng.choice([0, PREFIX // 2, PREFIX]))
         warp = float(rng.uniform(*a.vtlp)) if a.vtlp[0] != a.vtlp[1] else 1.0
-        return torch.from_numpy(wave.astype(np.float32, copy=False)), label, tm, fm, context, warp
+        return [wave, effects, label, tm, fm, context, warp]
 
-    def _channel(self, rng, wave: np.ndarray, clip: np.ndarray) -> np.ndarray:
-        """Speaker/channel augmentation of issue #9 over (context + clip): babble, room, EQ, telephone,
-        clipping, each with its probability.  Draws are skipped when a probability is 0 (old recipes
-        keep their exact random streams)."""
+    def _channel(self, rng, wave: np.ndarray, clip: np.ndarray) -> dict:
+        """Speaker/channel augmentation of issue #9 over (context + clip): babble (mixed into ``wave`` here),
+        then room, EQ, telephone, clipping, each with its probability: their draws are made here, in the
+        order they apply, and returned (``{"reverb": room, "eq": gains, "phone": band, "clip": level,
+        "channel": True}``) for :meth:`__getitems__` to apply.  Draws are skipped when a probability is 0
+        (old recipes keep their exact random streams)."""
         a = self.aug
         if a.babble_prob and rng.random() < a.babble_prob:
             s = float(np.sqrt(np.mean(clip ** 2)))
@@ -437,15 +466,16 @@ class KWSTrainSet(Dataset):
                 o = max(float(np.sqrt(np.mean(other ** 2))), 1e-8)
                 snr = rng.uniform(*a.babble_snr_db)
                 wave[-CLIP:] += other * (s / (o * 10 ** (snr / 20)))
+        ops = {"channel": True}
         if a.reverb_prob and rng.random() < a.reverb_prob:
-            wave = reverberate(wave, rng, float(rng.uniform(*a.rt60)))
+            ops["reverb"] = room_impulse(rng, float(rng.uniform(*a.rt60)))
         if a.eq_prob and rng.random() < a.eq_prob:
-            wave = random_eq(wave, rng, a.eq_db)
+            ops["eq"] = eq_draw(rng, a.eq_db)
         if a.phone_prob and rng.random() < a.phone_prob:
-            wave = telephone(wave, band=(float(rng.uniform(200, 400)), float(rng.uniform(3000, 3600))))
+            ops["phone"] = (float(rng.uniform(200, 400)), float(rng.uniform(3000, 3600)))
         if a.clip_prob and rng.random() < a.clip_prob:
-            wave = hard_clip(wave, float(rng.uniform(0.3, 0.8)))
-        return np.clip(wave, -4.0, 4.0)
+            ops["clip"] = float(rng.uniform(0.3, 0.8))
+        return ops
 
 
 def collate(batch):
