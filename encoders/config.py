@@ -13,6 +13,10 @@ def _default(f):
     return None
 
 
+class ConfigError(ValueError):
+    """A saved config (a checkpoint's task, a JSON file) names settings this version does not have."""
+
+
 class DictConfig:
     """Mixin for dataclass configs: ``to_dict()`` gives plain Python (tuples as lists, nested configs as
     dicts); ``from_dict()`` restores tuples and nested configs from the field defaults and types."""
@@ -31,6 +35,10 @@ class DictConfig:
     @classmethod
     def from_dict(cls, d: dict):
         d = dict(d)
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:  # a file written by another version: say so, not a TypeError from the constructor
+            raise ConfigError(f"{cls.__name__}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                              "(written by another version of lstm-media?)")
         for f in fields(cls):
             if f.name not in d:
                 continue

@@ -177,12 +177,13 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 # --- the error contract ------------------------------------------------------------------------------
 def expected_errors() -> tuple[type[BaseException], ...]:
+    from encoders.config import ConfigError
     from encoders.io import DecodeError
 
     from .bundle import BundleError
     from .trainer import ConfigMismatch, NonFiniteLoss
 
-    return (UserError, DecodeError, BundleError, ConfigMismatch, NonFiniteLoss, FileNotFoundError,
+    return (UserError, DecodeError, BundleError, ConfigError, ConfigMismatch, NonFiniteLoss, FileNotFoundError,
             PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 

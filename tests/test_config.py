@@ -30,3 +30,12 @@ def test_nested_and_tuple_fields_come_back_typed():
     back = KWSConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back.words == ("yes", "no") and isinstance(back.augment, AugmentConfig)
     assert TrainConfig.from_dict({"betas": [0.8, 0.9]}).betas == (0.8, 0.9)
+
+
+def test_unknown_setting_is_one_clear_error():
+    from encoders.config import ConfigError
+
+    d = KWSConfig().to_dict()
+    d["label_smoothing"] = 0.1  # a checkpoint of a version with a setting this one lacks
+    with pytest.raises(ConfigError, match=r"KWSConfig: unknown setting label_smoothing \(written by another version"):
+        KWSConfig.from_dict(d)
