@@ -214,6 +214,8 @@ class FrameCNNConfig(DictConfig):
             there (colour, shape).
         feature_size: F, size of the output features.
         coords: add two coordinate channels (x, y in [-1, 1]) to the input (CoordConv).
+        pool_mean: with ``global_pool``, also the global mean (it grows with the object's area, so
+            it carries size; the max does not).
     """
 
     in_channels: int = 3
@@ -223,6 +225,7 @@ class FrameCNNConfig(DictConfig):
     feature_size: int = 128
     coords: bool = True
     global_pool: bool = True
+    pool_mean: bool = True
 
 
 
@@ -243,7 +246,7 @@ class FrameCNN(nn.Module):
         self.body = nn.Sequential(*layers)
         self.squeeze = nn.Conv2d(c_in, cfg.grid_channels, 1) if cfg.grid_channels else None
         self.pool = nn.AdaptiveAvgPool2d(cfg.grid)
-        n_in = cfg.grid_channels * cfg.grid * cfg.grid + (2 * c_in if cfg.global_pool else 0)
+        n_in = cfg.grid_channels * cfg.grid * cfg.grid + ((1 + cfg.pool_mean) * c_in if cfg.global_pool else 0)
         if n_in == 0:
             raise ValueError("FrameCNN needs grid_channels > 0 or global_pool")
         self.head = nn.Sequential(nn.Linear(n_in, cfg.feature_size), nn.ReLU(inplace=True))
@@ -263,7 +266,7 @@ class FrameCNN(nn.Module):
         if self.squeeze is not None:
             z.append(self.pool(self.squeeze(f)).flatten(1))
         if self.cfg.global_pool:
-            z += [f.amax((2, 3)), f.mean((2, 3))]
+            z += [f.amax((2, 3))] + ([f.mean((2, 3))] if self.cfg.pool_mean else [])
         return self.head(torch.cat(z, dim=1))
 
 

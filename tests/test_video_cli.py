@@ -257,7 +257,30 @@ def test_caption_recipe_flags_reach_the_bundle_and_are_caption_only(trained, cap
 
     d, _ = bundle.read(root / "cap" / "best.pt", "video-caption")
     assert d["task"]["speed_augment"] == CAPTION_RECIPE["speed_augment"] and d["task"]["epochs"] == 1
-    assert "frame_cnn" not in d["model_config"]  # below the recipe's 64 px the CNN keeps its default widths
+    # below the recipe's 64 px the CNN keeps its default widths; its pooling is the recipe's at any size
+    assert d["model_config"]["frame_cnn"] == {"pool_mean": CAPTION_RECIPE["pool_mean"]}
+    from pipelines.video.train import caption_augmentation
+
+    assert all(d["task"][k] == (list(v) if isinstance(v, tuple) else v) for k, v in caption_augmentation().items())
+
+
+def test_scale_augment_flag_reaches_the_bundle_and_is_checked(trained, capsys, tmp_path):
+    root, data = trained
+    code, _ = run(capsys, "train", "--task", "caption", "--data", data, "--out", tmp_path / "cap",
+                  "--scale-augment", "0.7,1.3,0.25", *TINY)
+    b, _ = bundle.read(tmp_path / "cap" / "best.pt", "video-caption")
+    assert code == 0 and (list(b["task"]["scale_augment"]), b["task"]["scale_p"]) == ([0.7, 1.3], 0.25)
+    code, _ = run(capsys, "train", "--task", "caption", "--data", data, "--out", tmp_path / "off",
+                  "--scale-augment", "1,1", *TINY)
+    assert code == 0 and bundle.read(tmp_path / "off" / "best.pt", "video-caption")[0]["task"]["scale_augment"] is None
+    code, out = run(capsys, "train", "--task", "classify", "--data", data, "--out", tmp_path / "cls",
+                    "--scale-augment", "0.8,1.25", *TINY)
+    assert code == 1 and "--scale-augment" in one_error_line(out.err)
+    for bad in ("0.8", "1.3,0.8", "0.8,1.25,2", "a,b"):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--task", "caption", "--data", str(data), "--out", str(tmp_path / "x"),
+                  "--scale-augment", bad])
+        assert e.value.code == 2
 
 
 def test_unknown_model_is_one_line(trained, capsys, tmp_path):

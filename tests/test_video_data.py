@@ -330,3 +330,64 @@ def test_caption_speed_augment_changes_frames_not_words_and_is_seeded(tiny):
     # cached frame features cannot be stretched: the option is off there
     feats = torch.zeros(len(cs), 8, 5)
     assert CaptionDataset(cs, vocab, fe, augment=True, speed_p=1.0, features=(feats, None)).zoom is None
+
+
+def test_scale_augment_keeps_the_object_in_frame_scales_it_and_is_seeded():
+    import numpy as np
+
+    from pipelines.video.data import moving_box, scale_augment
+    from pipelines.video.synth import COLOURS, ClipSpec, render
+
+    red = torch.tensor(COLOURS["red"], dtype=torch.float32).view(1, 3, 1, 1) / 255
+
+    def clip(action, seed):
+        spec = ClipSpec(action, "red", "square", "plain", 64, 64, 8, 10.0, seed=seed)
+        return torch.from_numpy(render(spec)).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
+
+    def mask(v):  # object pixels (the plain background is far from the object colour)
+        return (v - red).abs().amax(1) < 0.15
+
+    x = clip("move_right", 4)
+    t, l, b, r = moving_box(x)
+    m = mask(x).any(0)
+    rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+    assert t <= rows[0] and b > rows[-1] and l <= cols[0] and r > cols[-1]  # the box holds the object's path
+    assert moving_box(x[:1].expand(4, -1, -1, -1)) is None  # a still clip: nothing moves
+    a, s = scale_augment(x, np.random.default_rng(5))
+    assert a.shape == x.shape and torch.equal(a, scale_augment(x, np.random.default_rng(5))[0])
+    assert not torch.equal(a, scale_augment(x, np.random.default_rng(6))[0])
+    assert 0.8 - 0.02 <= s <= 1.25 + 0.02
+    for action in ("move_right", "move_up", "grow", "shrink"):
+        for seed in range(6):
+            x = clip(action, seed)
+            area = float(mask(x).sum())
+            for k in range(4):
+                big, s = scale_augment(x, np.random.default_rng([seed, k]), (1.3, 1.3))
+                mb = mask(big)
+                # the object is never cut: its area grows with s^2 (s lowered where the path would not fit)
+                assert abs(float(mb.sum()) / area - s * s) < 0.2 * s * s, (action, seed, s)
+                small, s2 = scale_augment(x, np.random.default_rng([seed, k]), (0.75, 0.75))
+                assert abs(s2 - 0.75) < 0.02 and abs(float(mask(small).sum()) / area - s2 * s2) < 0.2 * s2 * s2
+    # an object that fills the frame's width: zooming in would cut it, so the clip stays as it is
+    wide = torch.zeros(4, 3, 32, 32)
+    for i in range(4):
+        wide[i, :, 10 + i:14 + i, :] = 1.0
+    out, s = scale_augment(wide, np.random.default_rng(0), (1.2, 1.2))
+    assert s == 1.0 and torch.equal(out, wide)
+
+
+def test_caption_dataset_scale_augment_changes_frames_not_words(tiny):
+    from pipelines.video.data import CaptionDataset, Vocab, load_clipset
+
+    fe = VideoFrontEndConfig(num_frames=4, size=(32, 32))
+    cs = load_clipset(tiny, "train", fe, progress=False)
+    vocab = Vocab.build(cs.captions)
+    plain = CaptionDataset(cs, vocab, fe, augment=True, seed=0)
+    scaled = CaptionDataset(cs, vocab, fe, augment=True, seed=0, scale=(0.7, 0.7))
+    again = CaptionDataset(cs, vocab, fe, augment=True, seed=0, scale=(0.7, 0.7))
+    changed = 0
+    for k in range(len(plain)):
+        (x0, w0), (x1, w1), (x2, _) = plain[k], scaled[k], again[k]
+        assert torch.equal(w0, w1) and torch.equal(x1, x2)
+        changed += not torch.allclose(x0, x1, atol=1e-3)
+    assert changed == len(plain)

@@ -83,3 +83,11 @@ def test_frozen_feature_cache(tmp_path):
     assert hit and torch.equal(f2, f1)  # read from disk
     f3, hit = cached_features(cnn, clips, tmp_path / "f.pt", key="k2")
     assert not hit and not torch.allclose(f3, f1)  # new key: recomputed
+
+
+def test_frame_cnn_without_the_global_mean():
+    old = FrameCNN(FrameCNNConfig.from_dict({"channels": [4, 8]}))  # an old config: max and mean
+    # without the global mean only the max of each channel goes to the head
+    nomean = FrameCNN(FrameCNNConfig.from_dict({"channels": [4, 8], "pool_mean": False}))
+    assert nomean.head[0].in_features == old.head[0].in_features - 8
+    assert nomean(torch.rand(3, 3, 16, 16)).shape == (3, old.feature_size)

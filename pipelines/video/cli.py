@@ -74,6 +74,29 @@ def _zoom(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _scale(text: str) -> tuple[float, float, float]:
+    """``LO,HI`` or ``LO,HI,P``: scale range and the share of training clips rescaled (default 1)."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+        lo, hi, p = (vals + [1.0])[:3] if len(vals) in (2, 3) else (float("nan"),) * 3
+    except ValueError:
+        lo = hi = p = float("nan")
+    if not (0.25 <= lo <= hi <= 4.0 and 0.0 <= p <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r}: use LO,HI or LO,HI,P with 0.25 <= LO <= HI <= 4 and "
+                                         "0 <= P <= 1, e.g. 0.8,1.25,0.5")
+    return lo, hi, p
+
+
+def caption_scale(arg: tuple[float, float, float] | None) -> dict:
+    """``--scale-augment`` (or, without it, the recipe's) as VideoTrainConfig fields."""
+    from .train import caption_augmentation
+
+    if arg is None:
+        return {k: v for k, v in caption_augmentation().items() if k.startswith("scale")}
+    return {"scale_augment": None, "scale_p": 1.0} if arg[2] == 0 or arg[0] == arg[1] == 1 else \
+        {"scale_augment": arg[:2], "scale_p": arg[2]}
+
+
 def _style(text: str) -> str:
     from .synth import unseen_factors
 
@@ -160,6 +183,9 @@ def build_parser(p: argparse.ArgumentParser) -> None:
                         "paths, slighter growth; default 0.5)")
     t.add_argument("--zoom-augment", type=_zoom, default=None, metavar="LO,HI",
                    help="caption: zoom every training clip by a factor in [LO, HI] (default off)")
+    t.add_argument("--scale-augment", type=_scale, default=None, metavar="LO,HI[,P]",
+                   help="caption: show a share P (default 1) of the training clips nearer or farther, by a factor "
+                        "in [LO, HI], never cutting the moving object (default: the recipe's)")
     t.add_argument("--bow-weight", type=nonneg_float, default=None,
                    help="caption: weight of the bag-of-words auxiliary loss (default 0.2)")
     t.add_argument("--seed", type=int, default=0)
@@ -326,7 +352,7 @@ def cmd_train(args) -> int:
     epochs = args.epochs or {"classify": 25, "caption": CAPTION_RECIPE["epochs"], "predict": 10}[args.task]
     model_kwargs = {"channels": int(args.channels)} if args.task == "predict" and args.channels != "auto" else {}
     caption_only = {"--speed-augment": args.speed_augment, "--zoom-augment": args.zoom_augment,
-                    "--bow-weight": args.bow_weight}
+                    "--scale-augment": args.scale_augment, "--bow-weight": args.bow_weight}
     given = [k for k, v in caption_only.items() if v is not None]
     if given and args.task != "caption":
         raise UserError(f"{', '.join(given)}: for --task caption only")
@@ -334,12 +360,17 @@ def cmd_train(args) -> int:
         raise UserError("--cnn-channels sets the small-cnn frame encoder (classify cnn-lstm/frame or caption)")
     channels = args.cnn_channels or (CAPTION_RECIPE["cnn_channels"] if args.task == "caption" and not tv
                                      and size >= CAPTION_RECIPE["size"] else None)
-    if channels is not None:
+    if args.task == "caption" and not tv:  # the recipe's pooling (global max only), at any frame size
+        from .train import caption_frame_cnn
+
+        model_kwargs["frame_cnn"] = caption_frame_cnn(channels)
+    elif channels is not None:
         model_kwargs["frame_cnn"] = {"channels": list(channels)}
     extra = {}
     if args.task == "caption":
         extra = {"speed_augment": CAPTION_RECIPE["speed_augment"] if args.speed_augment is None else args.speed_augment,
                  "zoom_augment": args.zoom_augment,
+                 **caption_scale(args.scale_augment),
                  "bow_weight": CAPTION_RECIPE["bow_weight"] if args.bow_weight is None else args.bow_weight}
     cfg = VideoTrainConfig(task=args.task, model=model, model_kwargs=model_kwargs, frontend=fe, epochs=epochs,
                            batch_size=args.batch_size,

@@ -367,6 +367,59 @@ def zoom_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp_(0, 1)
 
 
+def moving_box(x: torch.Tensor, threshold: float = 0.12) -> tuple[int, int, int, int] | None:
+    """Bounding box ``(top, left, bottom, right)`` (bottom/right exclusive) of every pixel that changes
+    in a clip: float frames (T, 3, H, W) in [0, 1], a pixel counts when some frame differs from the
+    clip's per-pixel median by more than ``threshold`` in some channel.  Over a clip of a moving,
+    growing or shrinking object on a still background this covers the object in every frame (a grown
+    object's outer ring changes; a moved one leaves and enters its path).  None when nothing changes."""
+    med = x.contiguous().median(dim=0).values  # (median of a stride-0 expanded tensor is wrong in torch)
+    changed = ((x - med).abs().amax(dim=1) > threshold).any(dim=0)  # (H, W)
+    rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
+    if len(rows) == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def scale_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, float] = (0.8, 1.25),
+                  margin: int = 1) -> tuple[torch.Tensor, float]:
+    """The same clip seen a little nearer or farther, the object never cut: float frames (T, 3, H, W) in
+    [0, 1], every frame resized by one factor ``s`` drawn log-uniformly from ``scale``.
+
+    ``s < 1``: the frames shrink (antialiased) to a random place in the frame, the border pixels
+    continued outwards (a smaller object on a shorter path).  ``s > 1``: the frames grow and a
+    window of the original size is cut out that holds the whole :func:`moving_box` (plus ``margin``
+    pixels); ``s`` is lowered to what fits, so the object, in every frame, stays inside.  Returns
+    ``(frames, s actually used)``."""
+    import torch.nn.functional as F
+
+    T, C, H, W = x.shape
+    s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
+    if s > 1:
+        box = moving_box(x)
+        if box is None:
+            s = 1.0
+        else:
+            t, l, b, r = box
+            t, l, b, r = max(t - margin, 0), max(l - margin, 0), min(b + margin, H), min(r + margin, W)
+            s = min(s, H / (b - t), W / (r - l))
+    h, w = max(2, round(H * s)), max(2, round(W * s))
+    if (h, w) == (H, W):
+        return x, 1.0
+    y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=h < H)
+    if h < H or w < W:
+        top, left = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        out = F.pad(y, (left, W - w - left, top, H - h - top), mode="replicate")
+    else:  # a window that holds the scaled box: rows [t*sy, b*sy) within [top, top + H)
+        sy, sx = h / H, w / W
+        lo_y, hi_y = max(0, int(np.ceil(b * sy)) - H), min(h - H, int(t * sy))
+        lo_x, hi_x = max(0, int(np.ceil(r * sx)) - W), min(w - W, int(l * sx))
+        top = int(rng.integers(lo_y, hi_y + 1)) if hi_y >= lo_y else (h - H) // 2
+        left = int(rng.integers(lo_x, hi_x + 1)) if hi_x >= lo_x else (w - W) // 2
+        out = y[..., top:top + H, left:left + W]
+    return out.clamp(0, 1), h / H
+
+
 class Vocab:
     """Word vocabulary from training captions; ids 0..3 are <pad>, <bos>, <eos>, <unk>."""
 
@@ -410,18 +463,23 @@ class CaptionDataset(Dataset):
     With ``augment``, a left-right flip swaps the words "left" and "right", and playing the clip
     backwards swaps left/right, up/down and grows/shrinks (seeded per epoch and index); with
     ``appearance`` also :func:`appearance_augment`, with ``zoom`` (a scale range, e.g. (0.65, 1.35)) also
-    :func:`zoom_augment` (``speed_p``: its probability of a slower action) (frames only, not cached features).
+    :func:`zoom_augment` (``speed_p``: its probability of a slower action), with ``scale`` (e.g. (0.8, 1.25))
+    also :func:`scale_augment` (a nearer or farther view that never cuts the object) on a share ``scale_p``
+    of the clips (frames only, not cached features).
     """
 
     def __init__(self, clips: ClipSet, vocab: Vocab, cfg: VideoFrontEndConfig, augment: bool = False, seed: int = 0,
                  features: tuple[torch.Tensor, torch.Tensor | None] | None = None, appearance: bool = False,
-                 zoom: tuple[float, float] | None = None, speed_p: float = 0.0):
+                 zoom: tuple[float, float] | None = None, speed_p: float = 0.0,
+                 scale: tuple[float, float] | None = None, scale_p: float = 1.0):
         self.items = [(i, vocab.encode(c)) for i in range(len(clips)) for c in clips.captions[i]]
         self.frames, self.vocab, self.cfg, self.features = clips.frames, vocab, cfg, features
         self.appearance = appearance and features is None
         geometry = tuple(zoom) if zoom else ((1.0, 1.0) if speed_p > 0 else None)  # (1, 1): the speed change alone
         self.zoom = geometry if features is None else None
         self.speed_p = speed_p
+        self.scale = tuple(scale) if scale and features is None and scale_p > 0 else None
+        self.scale_p = scale_p
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.flip = self._word_map(vocab, _FLIP_WORDS)
         # play backwards only when every caption's action word has a reverse in the vocabulary
@@ -454,12 +512,16 @@ class CaptionDataset(Dataset):
             x, ids = x.flip(0), [self.reverse.get(t, t) for t in ids]
         if feats is not None:
             return x, torch.tensor(ids, dtype=torch.long)
-        if (self.appearance or self.zoom) and self.augment:
+        if (self.appearance or self.zoom or self.scale) and self.augment:
             from encoders.video import normalize
 
             x = x.movedim(-1, -3).float().div_(255.0)
             if self.zoom:
                 x = zoom_augment(x, np.random.default_rng([self.seed, self.epoch, k, 2]), self.zoom, self.speed_p)
+            if self.scale:
+                g = np.random.default_rng([self.seed, self.epoch, k, 3])
+                if g.random() < self.scale_p:
+                    x = scale_augment(x, g, self.scale)[0]
             if self.appearance:
                 x = appearance_augment(x, np.random.default_rng([self.seed, self.epoch, k, 1]))
             x = normalize(x, self.cfg)
@@ -484,4 +546,5 @@ def collate_captions(batch):
 
 
 __all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
-           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment", "Vocab", "CaptionDataset", "collate_captions"]
+           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment",
+           "moving_box", "scale_augment", "Vocab", "CaptionDataset", "collate_captions"]

@@ -12,7 +12,7 @@ from pipelines.cli_common import write_text_atomic
 
 from .infer import caption_clips, evaluate, label_clips, label_segments, write_labels, write_srt
 from .synth import render_long_video, synthesize
-from .train import CAPTION_RECIPE, VideoTrainConfig, train
+from .train import CAPTION_RECIPE, VideoTrainConfig, caption_augmentation, caption_frame_cnn, train
 
 FRONTEND = {"num_frames": 8, "size": [32, 32], "sampling": "uniform"}
 
@@ -22,8 +22,8 @@ def caption_config(epochs: int = CAPTION_RECIPE["epochs"], **kw) -> VideoTrainCo
     runs it by default: FRONTEND at the recipe's frame size, its CNN widths, speed augmentation, BoW weight."""
     r = CAPTION_RECIPE
     return VideoTrainConfig(task="caption", model="video-caption", frontend={**FRONTEND, "size": [r["size"]] * 2},
-                            model_kwargs={"frame_cnn": {"channels": list(r["cnn_channels"])}}, epochs=epochs,
-                            speed_augment=r["speed_augment"], bow_weight=r["bow_weight"], **kw)
+                            model_kwargs={"frame_cnn": caption_frame_cnn(r["cnn_channels"], r)}, epochs=epochs,
+                            **caption_augmentation(r), **kw)
 
 
 def _log(msg: str) -> None:
