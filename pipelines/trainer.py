@@ -13,7 +13,6 @@ raises :class:`ConfigMismatch`.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -61,9 +60,6 @@ class TrainConfig(DictConfig):
     checkpoint_every: int = 0  # steps between last.pt writes; 0: at each epoch end
     log_every: int = 10
     num_workers: int = 0
-    # niceness of the data workers (Linux/Unix; > 0: the OS gives them the CPU the model's threads leave idle
-    # first, so on a small machine they fill the model's gaps instead of taking turns with it)
-    worker_nice: int = 0
     shuffle: bool = True
     drop_last: bool = False
     progress: bool = True
@@ -71,16 +67,8 @@ class TrainConfig(DictConfig):
 
 
 # settings that change how a run is watched or where it runs, not what it learns: a resumed run may differ
-RUNTIME_KEYS = frozenset({"progress", "device", "num_workers", "worker_nice", "log_every", "checkpoint_every", "threads",
-                          "workers", "amp"})
-
-
-def _renice(increment: int, worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: lower this worker's priority by ``increment`` (where the OS can)."""
-    try:
-        os.nice(increment)
-    except (AttributeError, OSError):
-        pass
+RUNTIME_KEYS = frozenset({"progress", "device", "num_workers", "log_every", "checkpoint_every", "threads", "workers",
+                          "amp"})
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -406,9 +394,7 @@ class Trainer:
                 # a private generator keeps DataLoader from drawing on the global RNG (exact resume)
                 loader = DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.collate_fn,
                                     num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
-                                    pin_memory=device.type == "cuda",
-                                    worker_init_fn=functools.partial(_renice, cfg.worker_nice)
-                                    if cfg.num_workers and cfg.worker_nice else None)
+                                    pin_memory=device.type == "cuda")
                 bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            disable=not (cfg.progress and self.is_main), leave=False, dynamic_ncols=True)
                 for batch in bar:

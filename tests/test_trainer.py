@@ -256,31 +256,3 @@ def test_sigkill_at_random_moments_resumes_to_the_same_weights(tmp_path):
     b = load_checkpoint(out / "last.pt")["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
-
-
-class NicenessData(torch.utils.data.Dataset):
-    """Items that carry the niceness of the process that made them."""
-
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        return torch.tensor([float(os.nice(0))]), torch.tensor(0.0)
-
-
-@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities here")
-def test_data_workers_run_at_the_asked_niceness(tmp_path):
-    seen = []
-
-    def loss_fn(m, batch):
-        seen.extend(batch[0].flatten().tolist())
-        return m(batch[0]).pow(2).mean()
-
-    base = os.nice(0)
-    meta = bundle.make_meta("long-memory", "test-mlp", {"hidden": 1}, task={"note": "nice"})
-    for nice, out in ((19, tmp_path / "a"), (0, tmp_path / "b")):
-        seen.clear()
-        cfg = TrainConfig(epochs=1, batch_size=4, progress=False, num_workers=1, worker_nice=nice)
-        Trainer(nn.Linear(1, 1), cfg, NicenessData(), out, loss_fn, lambda m: {"loss": 0.0}, bundle=meta).fit()
-        assert seen and set(seen) == {float(min(base + nice, 19))}  # the worker's, never the training process's
-    assert os.nice(0) == base

@@ -87,8 +87,7 @@ def build_parser(p: argparse.ArgumentParser) -> None:
                         "in synthesised data) and test on all of them; reported beside the by-voice test")
     t.add_argument("--max-steps", type=positive_int, default=None)
     t.add_argument("--workers", type=nonneg_int, default=None,
-                   help="data-loading processes (default: 1 when --threads allows 2 or more; the model keeps every "
-                        "thread and the worker, at the lowest priority, fills their idle time)")
+                   help="data-loading processes (default: 1 when --threads allows 2 or more, the model keeps the rest)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start over")
     t.add_argument("--json", action="store_true")

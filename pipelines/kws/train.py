@@ -122,11 +122,10 @@ def describe_data(data: str | Path, index, counts: dict, n_noise: int, skipped: 
 
 def data_workers(workers: int | None = None) -> int:
     """Processes that prepare the augmented audio beside the training process (issue #13: the model never
-    waits for data).  None: one when this process may use two threads or more, else none.  The model keeps
-    all its threads (see :func:`train`): on 2 cores the default model's two threads use ~1.4 of them (96 ms
-    of CPU in 69 ms per step of 64), and the worker's augmentation (~35 ms of CPU per batch) runs in the
-    rest.  Cut to one thread for the worker's sake, the model alone takes 81 ms a step, which held the loop
-    to 0.84 of the two-thread model even with free data (benchmarks/results/kws-cpu.json, issue #13 §4)."""
+    waits for data).  None: one when this process may use two threads or more (the augmentation then runs
+    on a core of its own and the model keeps the others, see :func:`train`), else none.  On 2 cores that is
+    the fastest of the three choices (real ``kws train``, steps 10-110: 84-87 ms a step; the model on both
+    cores beside a worker 97-110 ms; no worker 94-104 ms)."""
     if workers is not None:
         return max(int(workers), 0)
     return 1 if torch.get_num_threads() >= 2 else 0
@@ -196,10 +195,10 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
         per_epoch = -(-len(train_set) // cfg.batch_size)
         epochs = max(epochs, min(-(-cfg.min_steps // per_epoch), 50 * cfg.epochs))
     n_workers = data_workers(workers)
-    # every thread stays the model's; the worker runs at the lowest priority, so it fills the cores the model's
-    # sequential LSTM steps leave idle instead of taking turns with the model
     threads = torch.get_num_threads()
-    tcfg = TrainConfig(epochs=epochs, num_workers=n_workers, worker_nice=19, batch_size=cfg.batch_size, lr=cfg.lr,
+    if n_workers and threads > n_workers:  # the cores the data workers take are not the model's (measured on 2
+        torch.set_num_threads(threads - n_workers)  # cores: 85 ms a step, against 95-110 with the model on both)
+    tcfg = TrainConfig(epochs=epochs, num_workers=n_workers, batch_size=cfg.batch_size, lr=cfg.lr,
                        weight_decay=cfg.weight_decay,
                        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, seed=cfg.seed, metric="accuracy",
                        mode="max", progress=progress, log_every=10, device=device)
