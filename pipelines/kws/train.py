@@ -124,8 +124,9 @@ def data_workers(workers: int | None = None) -> int:
     """Processes that prepare the augmented audio beside the training process (issue #13: the model never
     waits for data).  None: one when this process may use two threads or more (the augmentation then runs
     on a core of its own and the model keeps the others, see :func:`train`), else none.  On 2 cores that is
-    the fastest of the three choices (real ``kws train``, steps 10-110: 84-87 ms a step; the model on both
-    cores beside a worker 97-110 ms; no worker 94-104 ms)."""
+    the fastest of the three choices (real ``kws train``, steps 10-110, spinning OpenMP waits: 84-87 ms a
+    step; the model on both cores beside a worker 97-110 ms; no worker 94-104 ms; with lstm-media's passive
+    waits the first two tie at 88-89 ms and no worker takes ~135 ms)."""
     if workers is not None:
         return max(int(workers), 0)
     return 1 if torch.get_num_threads() >= 2 else 0
@@ -196,8 +197,8 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
         epochs = max(epochs, min(-(-cfg.min_steps // per_epoch), 50 * cfg.epochs))
     n_workers = data_workers(workers)
     threads = torch.get_num_threads()
-    if n_workers and threads > n_workers:  # the cores the data workers take are not the model's (measured on 2
-        torch.set_num_threads(threads - n_workers)  # cores: 85 ms a step, against 95-110 with the model on both)
+    if n_workers and threads > n_workers:  # the cores the data workers take are not the model's (see
+        torch.set_num_threads(threads - n_workers)  # data_workers for the measurements)
     tcfg = TrainConfig(epochs=epochs, num_workers=n_workers, batch_size=cfg.batch_size, lr=cfg.lr,
                        weight_decay=cfg.weight_decay,
                        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, seed=cfg.seed, metric="accuracy",
