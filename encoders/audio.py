@@ -374,26 +374,6 @@ def _halfband(n_taps: int = 41) -> np.ndarray:
     return firwin(n_taps, 0.5, window=("kaiser", 5.0))
 
 
-def _down2(x: np.ndarray) -> np.ndarray:
-    """``scipy.signal.resample_poly(x, 1, 2)`` (float64, 1-D) as two half-length polyphase convolutions."""
-    h = _halfband()
-    m, k = (len(x) + 1) // 2, len(h) // 4  # k = 10: the filter's half length in output samples
-    out = np.convolve(x[0::2], h[0::2])[k: k + m]
-    odd = np.convolve(x[1::2], h[1::2])[k - 1: k - 1 + m]
-    out[: len(odd)] += odd
-    return out
-
-
-def _up2(y: np.ndarray) -> np.ndarray:
-    """``scipy.signal.resample_poly(y, 2, 1)`` (1-D) as two polyphase convolutions (float64 sums, ``y``'s type out)."""
-    h = _halfband()
-    k, m = len(h) // 4, len(y)
-    out = np.empty(2 * m, y.dtype)
-    out[0::2] = np.convolve(y.astype(np.float64), 2 * h[0::2])[k: k + m]
-    out[1::2] = np.convolve(y.astype(np.float64), 2 * h[1::2])[k: k + m]
-    return out
-
-
 @lru_cache(maxsize=1)
 def _halfband_edges() -> tuple[np.ndarray, np.ndarray]:
     """What circular filtering by the centred half-band filter h adds to the first and last r = 20 outputs
@@ -468,13 +448,10 @@ def _telephone_chunk(x: np.ndarray, bands: list, sr: int) -> np.ndarray:
     peaks = [max(float(np.abs(row).max()), 1e-8) for row in x]
     out = np.empty((B, n), np.float32)
     if (up, down) != (1, 2) or n % 2 or n < 4 * len(_halfband()):  # the plain way, row by row
-        for b in range(B):
-            if (up, down) == (1, 2):
-                back = _up2(mu_law(_down2(x[b] / peaks[b] * 0.5)))[:n]
-            else:
-                from scipy.signal import resample_poly
+        from scipy.signal import resample_poly
 
-                back = resample_poly(mu_law(resample_poly(x[b] / peaks[b] * 0.5, up, down)), down, up)[:n]
+        for b in range(B):
+            back = resample_poly(mu_law(resample_poly(x[b] / peaks[b] * 0.5, up, down)), down, up)[:n]
             out[b] = np.pad(back, (0, n - len(back))) * peaks[b] / 0.5
         return out
     m = n // 2
