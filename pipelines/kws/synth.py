@@ -41,12 +41,12 @@ from encoders.io import DecodeError
 from encoders.io.audio import load_audio, write_wav
 from encoders.config import DictConfig
 
-from .data import SR, noise_bank, scan_dataset, which_set
+from .data import ENGINES, SR, noise_bank, scan_dataset, which_set
 
 SPEECH_COMMANDS_WORDS = ("yes no up down left right on off stop go zero one two three four five six seven "
                          "eight nine bed bird cat dog happy house marvin sheila tree wow backward forward "
                          "follow learn visual").split()
-ENGINES_ALL = ("espeak", "flite", "festival", "piper", "pico")
+ENGINES_ALL = ENGINES  # every engine this module speaks with (data.py names them, for engine_of)
 DEFAULT_ENGINES = ENGINES_ALL[:4]  # the training data; pico is the outside test (see the module text)
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                   "en-029", "en-us-nyc")
