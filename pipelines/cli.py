@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from .cli_common import add_command, lean_exit, log, run_main
+from .cli_common import add_command, log, run_command
 
 JOBS = {  # sub-command -> (module with build_parser, help)
     "kws": ("pipelines.kws.cli", "keyword spotting in speech"),
@@ -98,10 +98,7 @@ def main(argv=None) -> int:
     if not hasattr(args, "func"):
         log("error: name a command (see --help)")
         return 2
-    code = run_main(args.func, args)
-    if argv is None and getattr(args, "lean_exit", False):  # the program itself, not an in-process call
-        lean_exit(code)
-    return code
+    return run_command(args, argv)
 
 
 if __name__ == "__main__":

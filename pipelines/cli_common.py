@@ -95,13 +95,18 @@ def main_for(build: Callable[[argparse.ArgumentParser], None], prog: str, descri
         p = argparse.ArgumentParser(prog=prog, description=description,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         build(p)
-        args = p.parse_args(argv)
-        code = run_main(args.func, args)
-        if argv is None and getattr(args, "lean_exit", False):
-            lean_exit(code)
-        return code
+        return run_command(p.parse_args(argv), argv)
 
     return main
+
+
+def run_command(args: argparse.Namespace, argv) -> int:
+    """:func:`run_main` of the parsed command; a real command line (``argv`` None) of a command that sets
+    ``lean_exit`` then ends the program through :func:`lean_exit`."""
+    code = run_main(args.func, args)
+    if argv is None and getattr(args, "lean_exit", False):
+        lean_exit(code)
+    return code
 
 
 def lean_exit(code: int):
@@ -234,4 +239,4 @@ def run_main(fn: Callable[[argparse.Namespace], object], args: argparse.Namespac
 __all__ = ["UserError", "log", "positive_int", "nonneg_int", "positive_float", "nonneg_float", "probability",
            "unit_interval", "any_float", "bounded_float", "bounded_int", "device_name", "add_runtime", "add_debug",
            "add_command", "main_for",
-           "apply_runtime", "check_output", "write_text_atomic", "run_main", "lean_exit"]
+           "apply_runtime", "check_output", "write_text_atomic", "run_main", "run_command", "lean_exit"]
