@@ -12,18 +12,9 @@ from pipelines.cli_common import write_text_atomic
 
 from .infer import caption_clips, evaluate, label_clips, label_segments, write_labels, write_srt
 from .synth import render_long_video, synthesize
-from .train import CAPTION_RECIPE, VideoTrainConfig, caption_augmentation, caption_frame_cnn, train
+from .train import VideoTrainConfig, caption_config, train
 
 FRONTEND = {"num_frames": 8, "size": [32, 32], "sampling": "uniform"}
-
-
-def caption_config(epochs: int = CAPTION_RECIPE["epochs"], **kw) -> VideoTrainConfig:
-    """The captioner's recipe (:data:`pipelines.video.train.CAPTION_RECIPE`) as ``train --task caption``
-    runs it by default: FRONTEND at the recipe's frame size, its CNN widths, speed augmentation, BoW weight."""
-    r = CAPTION_RECIPE
-    return VideoTrainConfig(task="caption", model="video-caption", frontend={**FRONTEND, "size": [r["size"]] * 2},
-                            model_kwargs={"frame_cnn": caption_frame_cnn(r["cnn_channels"], r)}, epochs=epochs,
-                            **caption_augmentation(r), **kw)
 
 
 def _log(msg: str) -> None:
@@ -60,7 +51,7 @@ def run_demo(out: str | Path, data: str | Path | None = None, train_per_class: i
                                   ("caption", "video-caption", "caption", caption_epochs)]:
         t = time.time()
         _log(f"training {model} ({task}, {ep} epochs)")
-        cfg = (caption_config(ep, progress=progress, device=device) if task == "caption" else
+        cfg = (caption_config(FRONTEND, ep, progress=progress, device=device) if task == "caption" else
                VideoTrainConfig(task=task, model=model, frontend=FRONTEND, epochs=ep, progress=progress, device=device))
         runs[name] = train(data, out / name, cfg)
         times[f"train_{name}"] = time.time() - t
@@ -164,4 +155,4 @@ def run_predict_demo(out: str | Path, train_clips: int = 300, epochs: int = 2, q
     return summary
 
 
-__all__ = ["run_demo", "run_predict_demo", "caption_config", "FRONTEND"]
+__all__ = ["run_demo", "run_predict_demo", "FRONTEND"]

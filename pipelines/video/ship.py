@@ -30,7 +30,7 @@ from pipelines import bundle as _bundle
 
 from .infer import evaluate, label_segments
 from .synth import DEFAULT_CODECS, render_long_video, synthesize
-from .train import CAPTION_RECIPE, VideoTrainConfig, caption_augmentation, caption_frame_cnn, train
+from .train import CAPTION_RECIPE, VideoTrainConfig, caption_config, train
 
 FRONT_END = {"num_frames": 8, "size": [32, 32], "sampling": "uniform", "stride": 2}
 RECIPES = {  # name -> (task, registry model, epochs, appearance augmentation)
@@ -73,15 +73,11 @@ def ship(work: Path, models_dir: Path, quick: bool = False, only: tuple[str, ...
             continue
         if quick:
             epochs = 1
-        extra = {}
         if task == "caption":
-            r = CAPTION_RECIPE
-            extra = caption_augmentation(r)
-            if not quick:
-                extra["frontend"] = {**fe, "size": [r["size"]] * 2}
-                extra["model_kwargs"] = {"frame_cnn": caption_frame_cnn(r["cnn_channels"], r)}
-        cfg = VideoTrainConfig(**{"task": task, "model": model, "frontend": fe, "epochs": epochs, "progress": progress,
-                                  "appearance_augment": appearance, **extra})
+            cfg = caption_config(fe, epochs, recipe_frames=not quick, progress=progress, appearance_augment=appearance)
+        else:
+            cfg = VideoTrainConfig(task=task, model=model, frontend=fe, epochs=epochs, progress=progress,
+                                   appearance_augment=appearance)
         run = work / name
         _log(f"training {name}: {model}, {epochs} epochs")
         t0 = time.time()

@@ -95,6 +95,19 @@ class VideoTrainConfig(DictConfig):
 
 
 
+def caption_config(frontend: dict, epochs: int = CAPTION_RECIPE["epochs"], recipe_frames: bool = True,
+                   **kw) -> VideoTrainConfig:
+    """The captioner's recipe (:data:`CAPTION_RECIPE`) as a config: ``frontend`` at the recipe's frame
+    size with its CNN (``recipe_frames`` False: the front end's own size and the CNN's defaults, for tiny
+    test runs), its augmentation and BoW weight; ``kw``: any other field."""
+    r = CAPTION_RECIPE
+    frames = {"frontend": {**frontend, "size": [r["size"]] * 2},
+              "model_kwargs": {"frame_cnn": caption_frame_cnn(r["cnn_channels"], r)}} if recipe_frames else \
+        {"frontend": frontend}
+    return VideoTrainConfig(task="caption", model="video-caption", epochs=epochs, **frames, **caption_augmentation(r),
+                            **kw)
+
+
 def _as_input(x: torch.Tensor, fe: VideoFrontEndConfig) -> torch.Tensor:
     """Stored uint8 clips (B, T, H, W, 3) -> normalised frames; cached frame features (B, T, F) as they are."""
     from encoders.video import uint8_to_input
@@ -341,5 +354,5 @@ def _subset(cs: ClipSet, idx: torch.Tensor) -> ClipSet:
                    cs.classes, cs.skipped)
 
 
-__all__ = ["TASKS", "KINDS", "CAPTION_RECIPE", "caption_augmentation", "caption_frame_cnn", "VideoTrainConfig", "predict_logits", "generate_captions", "train", "init_frame_cnn",
+__all__ = ["TASKS", "KINDS", "CAPTION_RECIPE", "caption_augmentation", "caption_config", "caption_frame_cnn", "VideoTrainConfig", "predict_logits", "generate_captions", "train", "init_frame_cnn",
            "encoder_kwargs", "prepare_encoder", "feature_cache_key", "frozen_features"]
