@@ -149,7 +149,7 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     t.add_argument("--out", required=True)
     t.add_argument("--model", default="cnn-lstm",
                    help=f"classify: one of {', '.join(MODELS)} (or its registry name video-...)")
-    t.add_argument("--epochs", type=positive_int, default=None, help="default: 25 (classify), 30 (caption), "
+    t.add_argument("--epochs", type=positive_int, default=None, help="default: 25 (classify), 60 (caption), "
                    "10 (predict)")
     t.add_argument("--batch-size", type=positive_int, default=16)
     t.add_argument("--lr", type=positive_float, default=3e-3)
@@ -185,7 +185,7 @@ def build_parser(p: argparse.ArgumentParser) -> None:
                    help="caption: zoom every training clip by a factor in [LO, HI] (default off)")
     t.add_argument("--scale-augment", type=_scale, default=None, metavar="LO,HI[,P]",
                    help="caption: show a share P (default 1) of the training clips nearer or farther, by a factor "
-                        "in [LO, HI], never cutting the moving object (default: the recipe's)")
+                        "in [LO, HI], never cutting the moving object (default 0.8,1.25,1: the recipe's; 1,1 turns it off)")
     t.add_argument("--bow-weight", type=nonneg_float, default=None,
                    help="caption: weight of the bag-of-words auxiliary loss (default 0.2)")
     t.add_argument("--seed", type=int, default=0)
