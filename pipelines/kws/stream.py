@@ -134,7 +134,7 @@ class TorchEngine:
         """(n,) audio -> (T, D) normalised features (T = num_frames(n))."""
         fc = self.fc
         spec = torch.fft.rfft(audio.unfold(0, fc.n_fft, fc.hop_length) * self.win, n=fc.n_fft)
-        mel = torch.view_as_real(spec).pow(2).sum(-1) @ self.fb
+        mel = (spec.real.square() + spec.imag.square()) @ self.fb  # as encoders.audio.power_spectrum
         feats = torch.addmm(self.shift, mel.clamp_min_(fc.amin).log10_(), self.proj)
         if self.cmn and len(feats):
             from .model import ema
