@@ -256,3 +256,49 @@ def test_sigkill_at_random_moments_resumes_to_the_same_weights(tmp_path):
     b = load_checkpoint(out / "last.pt")["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+class EpochNoise(TensorDataset):
+    """Items drawn from (epoch, index) as kws's KWSTrainSet does; each item also says which process made it."""
+
+    def __init__(self, *t):
+        super().__init__(*t)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        g = torch.Generator().manual_seed(1000 * self.epoch + i)
+        return x + 0.05 * torch.randn(x.shape, generator=g), y, torch.tensor(os.getpid())
+
+
+def epoch_run(out, workers, stop_after=None):
+    torch.manual_seed(0)
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(1))
+    y = x.sum(-1)
+    model = nn.Linear(4, 1)
+    pids = []
+
+    def loss_fn(m, batch):
+        xb, yb, pid = batch
+        pids.append(set(pid.tolist()))
+        return nn.functional.mse_loss(m(xb).squeeze(-1), yb)
+
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=1e-2, progress=False, num_workers=workers)
+    meta = bundle.make_meta("long-memory", "test-linear", {}, task={})
+    res = Trainer(model, cfg, EpochNoise(x, y), out, loss_fn, bundle=meta).fit(stop_after=stop_after)
+    return res, model.weight.detach().clone(), pids
+
+
+def test_data_workers_stay_for_the_run_and_see_every_epoch(tmp_path):
+    """With a worker process the items are those of the training process epoch by epoch (the worker, kept
+    from epoch to epoch, follows set_epoch through the batch keys), and one worker made every batch."""
+    _, w0, pids0 = epoch_run(tmp_path / "w0", 0)
+    res, w1, pids1 = epoch_run(tmp_path / "w1", 1)
+    assert res["step"] == 20 and torch.equal(w0, w1)
+    assert pids0[0] == {os.getpid()} and len(set().union(*pids1)) == 1 and pids1[0] != {os.getpid()}
+    part, _, _ = epoch_run(tmp_path / "part", 1, stop_after=7)  # stops inside epoch 2, then resumes there
+    _, w2, _ = epoch_run(tmp_path / "part", 1)
+    assert part["step"] == 7 and torch.equal(w0, w2)
