@@ -144,3 +144,19 @@ def test_cli_encoder_errors(clips, weights, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     code = main(["train", "--data", str(clips), "--out", str(tmp_path / "x"), "--weights", str(weights[0]), *TINY])
     assert code == 1 and "needs a torchvision --frame-encoder" in capsys.readouterr().err
+
+
+def test_cli_frozen_captioner_records_no_frame_augmentation(clips, tmp_path, capsys):
+    """Cached features cannot be rescaled or slowed down: a frozen-encoder captioner's bundle says so, and asking
+    for a frame augmentation with --freeze-encoder is one error line."""
+    out = tmp_path / "cap"
+    code = main(["train", "--task", "caption", "--data", str(clips), "--out", str(out), "--frame-encoder", "resnet18",
+                 "--input-size", "32", "--freeze-encoder", *TINY])
+    capsys.readouterr()
+    task = bundle.read(out / "best.pt")[0]["task"]
+    assert code == 0 and task["scale_augment"] is None and task["speed_augment"] == 0.0 and task["freeze_encoder"]
+    code = main(["train", "--task", "caption", "--data", str(clips), "--out", str(tmp_path / "x"), "--frame-encoder",
+                 "resnet18", "--input-size", "32", "--freeze-encoder", "--scale-augment", "0.8,1.25", *TINY])
+    lines = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: --scale-augment")
+    assert not (tmp_path / "x").exists()

@@ -372,6 +372,13 @@ def cmd_train(args) -> int:
                  "zoom_augment": args.zoom_augment,
                  **caption_scale(args.scale_augment),
                  "bow_weight": CAPTION_RECIPE["bow_weight"] if args.bow_weight is None else args.bow_weight}
+        if args.freeze_encoder:  # the LSTM trains on features cached once per clip: nothing can change the frames
+            given = [f for f, v in (("--speed-augment", args.speed_augment), ("--zoom-augment", args.zoom_augment),
+                                    ("--scale-augment", args.scale_augment)) if v is not None]
+            if given:
+                raise UserError(f"{given[0]} changes the frames of each training clip; with --freeze-encoder the "
+                                "caption decoder trains on features encoded once per clip (leave it out)")
+            extra.update(speed_augment=0.0, scale_augment=None, scale_p=1.0)
     cfg = VideoTrainConfig(task=args.task, model=model, model_kwargs=model_kwargs, frontend=fe, epochs=epochs,
                            batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, augment=not args.no_augment, max_steps=args.max_steps,
