@@ -373,7 +373,9 @@ def moving_box(x: torch.Tensor, threshold: float = 0.12) -> tuple[int, int, int,
     clip's per-pixel median by more than ``threshold`` in some channel.  Over a clip of a moving,
     growing or shrinking object on a still background this covers the object in every frame (a grown
     object's outer ring changes; a moved one leaves and enters its path).  None when nothing changes."""
-    med = x.contiguous().median(dim=0).values  # (median of a stride-0 expanded tensor is wrong in torch)
+    # the lower median over time, as torch.median gives it (numpy's partition: the same values, ~3x faster; and
+    # torch's median of a stride-0 expanded tensor is wrong)
+    med = torch.from_numpy(np.partition(x.detach().cpu().numpy(), (len(x) - 1) // 2, axis=0)[(len(x) - 1) // 2]).to(x.device)
     changed = ((x - med).abs().amax(dim=1) > threshold).any(dim=0)  # (H, W)
     rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
     if len(rows) == 0:
