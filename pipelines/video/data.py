@@ -375,7 +375,8 @@ def moving_box(x: torch.Tensor, threshold: float = 0.12) -> tuple[int, int, int,
     object's outer ring changes; a moved one leaves and enters its path).  None when nothing changes."""
     # the lower median over time, as torch.median gives it (numpy's partition: the same values, ~3x faster; and
     # torch's median of a stride-0 expanded tensor is wrong)
-    med = torch.from_numpy(np.partition(x.detach().cpu().numpy(), (len(x) - 1) // 2, axis=0)[(len(x) - 1) // 2]).to(x.device)
+    k = (len(x) - 1) // 2
+    med = torch.from_numpy(np.partition(x.detach().cpu().numpy(), k, axis=0)[k]).to(x.device)
     changed = ((x - med).abs().amax(dim=1) > threshold).any(dim=0)  # (H, W)
     rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
     if len(rows) == 0:
