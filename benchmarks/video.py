@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# as lstm-media runs (pipelines/__init__.py sets it before torch loads): passive OpenMP waits; importing torch
+# first would leave OpenMP's spinning default, under which two-thread timings differ a lot
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from _loop import RESULTS, compare, data_side, merge_json, model_step_seconds, section, write_summary
 from _machine import machine_info  # benchmarks/ is the script's folder
 

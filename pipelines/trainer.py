@@ -13,6 +13,7 @@ raises :class:`ConfigMismatch`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -60,6 +61,9 @@ class TrainConfig(DictConfig):
     checkpoint_every: int = 0  # steps between last.pt writes; 0: at each epoch end
     log_every: int = 10
     num_workers: int = 0
+    # niceness of the data workers (Unix; > 0: the OS gives them the CPU the model's threads leave idle, so
+    # they fill the model's gaps instead of taking turns with it)
+    worker_nice: int = 0
     shuffle: bool = True
     drop_last: bool = False
     progress: bool = True
@@ -67,8 +71,26 @@ class TrainConfig(DictConfig):
 
 
 # settings that change how a run is watched or where it runs, not what it learns: a resumed run may differ
-RUNTIME_KEYS = frozenset({"progress", "device", "num_workers", "log_every", "checkpoint_every", "threads", "workers",
-                          "amp"})
+RUNTIME_KEYS = frozenset({"progress", "device", "num_workers", "worker_nice", "log_every", "checkpoint_every",
+                          "threads", "workers", "amp"})
+
+
+def _renice(increment: int, worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: lower this worker's priority by ``increment`` (where the OS can)."""
+    try:
+        os.nice(increment)
+    except (AttributeError, OSError):
+        pass
+
+
+def default_workers(workers: int | None = None) -> int:
+    """Data-loading processes for a training run: ``workers`` when given, else one when this process may
+    use two threads or more (the augmentation then runs beside the model instead of between its steps),
+    else none.  Each pipeline decides how the model shares the cores with it (kws gives it a core of its
+    own; video lets a low-priority worker fill the model's idle time: ``TrainConfig.worker_nice``)."""
+    if workers is not None:
+        return max(int(workers), 0)
+    return 1 if torch.get_num_threads() >= 2 else 0
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -437,7 +459,9 @@ class Trainer:
         loader = DataLoader(_EpochKeyed(self.train_set) if passes.tag else self.train_set, batch_sampler=passes,
                             collate_fn=self.collate_fn, num_workers=cfg.num_workers,
                             persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda",
-                            generator=torch.Generator().manual_seed(cfg.seed))
+                            generator=torch.Generator().manual_seed(cfg.seed),
+                            worker_init_fn=functools.partial(_renice, cfg.worker_nice)
+                            if cfg.num_workers and cfg.worker_nice else None)
         try:
             while not done():
                 if epoch_aware:

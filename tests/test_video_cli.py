@@ -304,3 +304,18 @@ def test_bad_layout_files_are_one_line_naming_the_file(capsys, tmp_path, bad):
         victim.write_text(f"path,caption\ngrow/x.avi,{'w' * 500_000}\n")
     code, out = run(capsys, "train", "--task", "caption", "--data", data, "--out", tmp_path / "run", *TINY)
     assert code == 1 and str(victim) in one_error_line(out.err) and not (tmp_path / "run").exists()
+
+
+def test_data_worker_trains_the_same_model(trained, capsys, tmp_path):
+    """--workers moves the clips' augmentation (rescaling, flips, speed) to a low-priority process kept for the
+    run; the items, hence the weights after two epochs, stay the same."""
+    import torch
+
+    root, data = trained
+    states = []
+    for w in ("0", "1"):
+        code, _ = run(capsys, "train", "--task", "caption", "--data", data, "--out", tmp_path / w, "--workers", w,
+                      *TINY[:4], "--epochs", "2", *TINY[6:])
+        assert code == 0
+        states.append(bundle.read(tmp_path / w / "last.pt")[0]["state_dict"])
+    assert states[0].keys() == states[1].keys() and all(torch.equal(states[0][k], states[1][k]) for k in states[0])

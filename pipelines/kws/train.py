@@ -18,7 +18,7 @@ from pipelines import bundle as _bundle
 from pipelines.cli_common import UserError
 from pipelines.plots import classification_report, plot_confusion
 from pipelines.registry import get_model
-from pipelines.trainer import TrainConfig, Trainer, seed_everything
+from pipelines.trainer import TrainConfig, Trainer, default_workers, seed_everything
 
 from . import model as _model  # noqa: F401 - registers "kws-lstm"
 from .data import (CLIP, PRESETS, DatasetIndex, KWSTrainSet, build_split, collate, eval_set, load_clip, make_labels, noise_bank,
@@ -122,14 +122,12 @@ def describe_data(data: str | Path, index, counts: dict, n_noise: int, skipped: 
 
 def data_workers(workers: int | None = None) -> int:
     """Processes that prepare the augmented audio beside the training process (issue #13: the model never
-    waits for data).  None: one when this process may use two threads or more (the augmentation then runs
-    on a core of its own and the model keeps the others, see :func:`train`), else none.  On 2 cores that is
-    the fastest of the three choices (real ``kws train``, steps 10-110, spinning OpenMP waits: 84-87 ms a
-    step; the model on both cores beside a worker 97-110 ms; no worker 94-104 ms; with lstm-media's passive
-    waits the first two tie at 88-89 ms and no worker takes ~135 ms)."""
-    if workers is not None:
-        return max(int(workers), 0)
-    return 1 if torch.get_num_threads() >= 2 else 0
+    waits for data): :func:`pipelines.trainer.default_workers`.  kws gives the worker a core of its own
+    and the model the others (see :func:`train`).  On 2 cores that is the fastest of the three choices
+    (real ``kws train``, steps 10-110, spinning OpenMP waits: 84-87 ms a step; the model on both cores
+    beside a worker 97-110 ms; no worker 94-104 ms; with lstm-media's passive waits the first two tie at
+    88-89 ms and no worker takes ~135 ms)."""
+    return default_workers(workers)
 
 
 def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progress: bool = True,

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from ..cli_common import (UserError, add_command, add_runtime, apply_runtime, bounded_int, check_output, log,
-                          main_for, nonneg_float, positive_float, positive_int, probability)
+                          main_for, nonneg_float, nonneg_int, positive_float, positive_int, probability)
 
 MODELS = {"cnn-lstm": "video-cnn-lstm", "convlstm": "video-convlstm", "frame": "video-frame"}
 MAX_SEGMENT_SECONDS = 3600.0
@@ -189,6 +189,9 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     t.add_argument("--bow-weight", type=nonneg_float, default=None,
                    help="caption: weight of the bag-of-words auxiliary loss (default 0.2)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--workers", type=nonneg_int, default=None,
+                   help="data-loading processes (default: 1 when --threads allows 2 or more; the model keeps every "
+                        "thread and the worker, at the lowest priority, fills their idle time)")
     t.add_argument("--max-steps", type=positive_int, default=None)
     t.add_argument("--init-from", default=None,
                    help="checkpoint (file or shipped name) whose frame CNN initialises this model")
@@ -387,7 +390,7 @@ def cmd_train(args) -> int:
                            freeze_encoder=args.freeze_encoder, context=args.context, horizon=args.horizon,
                            appearance_augment=args.appearance_augment == "on", **extra)
     t0 = time.time()
-    res = train(args.data, args.out, cfg, resume=not args.fresh)
+    res = train(args.data, args.out, cfg, resume=not args.fresh, workers=args.workers)
     res["checkpoint"] = str(Path(args.out) / "best.pt")
     _emit(res, args.json, f"trained {model} for {res['step']} steps in {res['seconds']:.0f} s; "
                           f"validation {res['metrics']}; checkpoint {res['checkpoint']}")
