@@ -185,7 +185,8 @@ def build_parser(p: argparse.ArgumentParser) -> None:
                    help="caption: zoom every training clip by a factor in [LO, HI] (default off)")
     t.add_argument("--scale-augment", type=_scale, default=None, metavar="LO,HI[,P]",
                    help="caption: show a share P (default 1) of the training clips nearer or farther, by a factor "
-                        "in [LO, HI], never cutting the moving object (default 0.8,1.25,1: the recipe's; 1,1 turns it off)")
+                        "in [LO, HI], never cutting the moving object (default 0.8,1.25,1: the recipe's; 1,1 turns "
+                        "it off)")
     t.add_argument("--bow-weight", type=nonneg_float, default=None,
                    help="caption: weight of the bag-of-words auxiliary loss (default 0.2)")
     t.add_argument("--seed", type=int, default=0)
