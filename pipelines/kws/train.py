@@ -120,22 +120,13 @@ def describe_data(data: str | Path, index, counts: dict, n_noise: int, skipped: 
     return d
 
 
-def data_workers(workers: int | None = None) -> int:
-    """Processes that prepare the augmented audio beside the training process (issue #13: the model never
-    waits for data): :func:`pipelines.trainer.default_workers`.  kws gives the worker a core of its own
-    and the model the others (see :func:`train`).  On 2 cores that is the fastest of the three choices
-    (real ``kws train``, steps 10-110, spinning OpenMP waits: 84-87 ms a step; the model on both cores
-    beside a worker 97-110 ms; no worker 94-104 ms; with lstm-media's passive waits the first two tie at
-    88-89 ms and no worker takes ~135 ms)."""
-    return default_workers(workers)
-
-
 def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progress: bool = True,
           resume: bool = True, device: str = "auto", workers: int | None = None) -> dict:
     """Train on a Speech Commands-layout folder; writes ``out/best.pt``, ``last.pt`` (bundles of kind
     ``kws``), ``metrics.jsonl``, ``loss.png``, ``test_report.json`` and ``confusion_test.png``.
     ``resume``: continue from ``out/last.pt`` when it exists.  ``workers``: data-loading processes (see
-    :func:`data_workers`; the items are the same whatever the count).  Returns the summary dict."""
+    :func:`pipelines.trainer.default_workers`; the items are the same whatever the count).  Returns the
+    summary dict."""
     t0 = time.time()
     out = Path(out)
     try:
@@ -193,10 +184,14 @@ def train(data: str | Path, out: str | Path, cfg: KWSConfig = KWSConfig(), progr
     if cfg.min_steps:
         per_epoch = -(-len(train_set) // cfg.batch_size)
         epochs = max(epochs, min(-(-cfg.min_steps // per_epoch), 50 * cfg.epochs))
-    n_workers = data_workers(workers)
+    n_workers = default_workers(workers)
     threads = torch.get_num_threads()
-    if n_workers and threads > n_workers:  # the cores the data workers take are not the model's (see
-        torch.set_num_threads(threads - n_workers)  # data_workers for the measurements)
+    # the worker gets a core of its own and the model the others: on 2 cores the fastest of three choices (real
+    # kws train, steps 10-110, spinning OpenMP waits: 84-87 ms a step; the model on both cores beside a worker
+    # 97-110 ms; no worker 94-104 ms; with lstm-media's passive waits the first two tie at 88-89 ms and no
+    # worker takes ~135 ms)
+    if n_workers and threads > n_workers:
+        torch.set_num_threads(threads - n_workers)
     tcfg = TrainConfig(epochs=epochs, num_workers=n_workers, batch_size=cfg.batch_size, lr=cfg.lr,
                        weight_decay=cfg.weight_decay,
                        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, seed=cfg.seed, metric="accuracy",
