@@ -6,7 +6,8 @@
    ``video-classify`` = ``video-cnn-lstm``, 32x32, 25 epochs (the ``train`` default);
    ``video-caption`` = ``video-caption`` with ``train --task caption``'s defaults
    (:data:`pipelines.video.train.CAPTION_RECIPE`: 64x64 frames, CNN widths 8,16,32,64 with global max
-   pooling only, speed augmentation 0.5, every clip rescaled by 0.8-1.25, 60 epochs).  batch 16, lr 3e-3, flip/reverse augmentation on, seed 0.
+   pooling only, speed augmentation 0.5, every clip rescaled by 0.8-1.25, 60 epochs).  batch 16, lr 3e-3,
+   flip/reverse augmentation on, seed 0.
    (``--appearance-augment on``, random colour, size, speed and noise, was measured for the 32x32 captioner:
    exact match 0.56 on fresh clips and 0.60 on unseen settings, against 0.89 and 0.76 without; not used.)
 3. Measure on clips the models never saw, rendered with other seeds:
