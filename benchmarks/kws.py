@@ -37,6 +37,7 @@ from _loop import RESULTS, compare, data_side, merge_json, model_step_seconds, s
 from _machine import machine_info  # noqa: E402
 
 
+HAND_RECORDED = ("before", "independent_check", "active_waits")  # input_pipeline keys no rerun makes
 DEFAULT_DATA = "data/ship/kws/data"  # the shipped models' synthesised data (make models --work data/ship)
 
 
@@ -354,12 +355,11 @@ def loop_main(args) -> dict:
                                   args.profile_batches, args.also_robust)
     sec = section(res, res.pop("config"), machine)
     out = Path(args.out)
-    try:  # the figures recorded before a change (by hand, once) stay beside every rerun's
-        before = json.loads(out.read_text()).get("input_pipeline", {}).get("before")
+    try:  # figures recorded by hand, once (before a change; other OpenMP wait policies), stay beside every rerun's
+        old = json.loads(out.read_text()).get("input_pipeline", {})
     except (OSError, ValueError, AttributeError):
-        before = None
-    if before:
-        sec["before"] = before
+        old = {}
+    sec.update({k: old[k] for k in HAND_RECORDED if isinstance(old, dict) and k in old})
     merge_json(out, {"input_pipeline": sec})
     if out.parent.resolve() == RESULTS.resolve():
         write_summary()
