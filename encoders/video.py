@@ -85,10 +85,18 @@ def normalize(x: Tensor, cfg: VideoFrontEndConfig) -> Tensor:
     return (x - mean) / std
 
 
+def contiguous(x: Tensor) -> Tensor:
+    """``x.contiguous()``, on the CPU through numpy for uint8 and float32: torch copies a permuted uint8 clip
+    ~4x slower, and arithmetic on a permuted (channels-last) view is ~3x slower than on a contiguous tensor
+    (8 frames of 64x64: uint8 to normalised input 82 us instead of 341)."""
+    if x.device.type == "cpu" and x.dtype in (torch.uint8, torch.float32) and not x.requires_grad:
+        return torch.from_numpy(np.ascontiguousarray(x.numpy()))
+    return x.contiguous()
+
+
 def uint8_to_input(frames: Tensor, cfg: VideoFrontEndConfig) -> Tensor:
-    """Cached uint8 (..., T, H, W, 3) -> normalised float (..., T, 3, H, W)."""
-    x = frames.movedim(-1, -3).float().div_(255.0)
-    return normalize(x, cfg)
+    """Cached uint8 (..., T, H, W, 3) -> normalised float (..., T, 3, H, W), contiguous."""
+    return normalize(contiguous(frames.movedim(-1, -3)).float().div_(255.0), cfg)
 
 
 # Frames kept while streaming one clip before thinning: bounded memory for files of any length.
@@ -450,6 +458,6 @@ def cached_features(encoder: nn.Module, clips: Tensor, cache_path: str | Path, k
 __all__ = ["SMALL_CNN", "IMAGENET_MEAN", "IMAGENET_STD", "torchvision_classifiers", "frame_encoder_names",
            "encoder_normalisation", "build_frame_encoder", "TorchvisionFrameEncoder", "load_classifier_weights",
            "weights_hash", "VideoFrontEndConfig", "SAMPLING_MODES", "sample_indices", "frames_to_tensor",
-           "normalize", "uint8_to_input", "sample_times", "StreamSampler", "sample_stream", "sample_clip",
+           "normalize", "contiguous", "uint8_to_input", "sample_times", "StreamSampler", "sample_stream", "sample_clip",
            "sample_frames", "load_clip", "FrameCNNConfig", "FrameCNN", "build_torchvision_encoder", "encode_frames",
            "cached_features"]

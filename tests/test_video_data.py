@@ -391,3 +391,64 @@ def test_caption_dataset_scale_augment_changes_frames_not_words(tiny):
         assert torch.equal(w0, w1) and torch.equal(x1, x2)
         changed += not torch.allclose(x0, x1, atol=1e-3)
     assert changed == len(plain)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_lower_median_is_the_partition_middle_row(dtype):
+    from pipelines.video.data import _sorting_network, lower_median
+
+    rng = np.random.default_rng(0)
+    for n in (*range(1, 34), 40):
+        a = rng.integers(0, 6 if n % 2 else 255, (n, 3, 5, 4)).astype(dtype)  # few values: ties too
+        if dtype == np.float32:
+            a += rng.random(a.shape, dtype=np.float32)
+        ref = np.partition(a, (n - 1) // 2, axis=0)[(n - 1) // 2]
+        got = lower_median(a)
+        assert got.dtype == a.dtype and np.array_equal(got, ref), n
+        if n <= 32:  # the network sorts every column, not only the middle
+            rows = list(a)
+            for i, j in _sorting_network(n):
+                rows[i], rows[j] = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
+            assert np.array_equal(np.stack(rows), np.sort(a, axis=0)), n
+
+
+def test_uint8_clips_get_the_same_box_and_scale_as_float_ones():
+    """The caption data set rescales uint8 clips (faster); the float form is the reference: the same box,
+    the same factor, frames within about one level of 255 (the uint8 resize rounds, with fixed-point weights)."""
+    from pipelines.video.data import moving_box, scale_augment
+
+    for k in range(12):
+        spec = random_spec(np.random.default_rng([5, k]), ACTIONS[k % len(ACTIONS)], seed=k, width=48, height=40,
+                           frames=8)
+        u = torch.from_numpy(render(spec)).movedim(-1, -3)  # uint8 (T, 3, H, W), channels-last view
+        f = u.float() / 255
+        assert moving_box(u) == moving_box(f)
+        for scale in ((0.7, 0.9), (1.1, 1.4), (0.8, 1.25)):
+            (a, sa), (b, sb) = (scale_augment(u, np.random.default_rng([k, 1]), scale),
+                                scale_augment(f, np.random.default_rng([k, 1]), scale))
+            assert a.dtype == torch.uint8 and a.shape == b.shape == f.shape and sa == sb
+            assert (a.float() / 255 - b).abs().max() <= 1.1 / 255
+
+
+def test_caption_items_equal_the_float_path_and_are_contiguous(tiny):
+    """The data set keeps clips uint8 through the speed change and the rescaling, then normalises once:
+    items equal the float path (frames in [0, 1] through the same seeded steps) to about one level of 255."""
+    from encoders.video import normalize
+    from pipelines.video.data import _augment_choice, scale_augment, zoom_augment
+
+    fe = VideoFrontEndConfig(num_frames=6, size=(32, 32))
+    cs = load_clipset(tiny, "train", fe, progress=False)
+    ds = CaptionDataset(cs, Vocab.build(cs.captions), fe, augment=True, seed=1, speed_p=0.5, scale=(0.8, 1.25))
+    ds.set_epoch(2)
+    for k in range(len(ds)):
+        x, _ = ds[k]
+        i = ds.items[k][0]
+        flip, rev = _augment_choice(1, 2, k)
+        f = cs.frames[i].flip(-2) if flip else cs.frames[i]
+        f = (f.flip(0) if rev and ds.reverse is not None else f).movedim(-1, -3).float() / 255
+        f = zoom_augment(f, np.random.default_rng([1, 2, k, 2]), (1.0, 1.0), 0.5)
+        g = np.random.default_rng([1, 2, k, 3])
+        g.random()
+        ref = normalize(scale_augment(f, g, (0.8, 1.25))[0], fe)
+        assert x.is_contiguous() and x.shape == ref.shape
+        assert (x - ref).abs().max() <= 1.1 / 255 / min(fe.std)  # uint8 rounding, fixed-point weights
