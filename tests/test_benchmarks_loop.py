@@ -143,3 +143,21 @@ def test_long_memory_entry_point_merges_and_summarises(loop, tmp_path):
     summary = loop.write_summary(tmp_path, tmp_path / "summary.json")
     assert list(summary["jobs"]) == ["long-memory"]
     assert summary["jobs"]["long-memory"]["ratio_cpu"] == sec["ratio_loop_vs_model_alone_cpu"]
+
+
+def test_summary_has_the_video_rows_of_one_and_two_threads(loop, tmp_path):
+    """video train's default on a 2-core machine is two threads with a data worker (judged by wall time);
+    the one-thread rows (no worker) are judged by CPU time."""
+    def sec(cpu, wall, workers):
+        return {"ratio_loop_vs_model_alone": cpu, "ratio_loop_vs_model_alone_cpu": cpu,
+                "ratio_loop_vs_model_alone_wall": wall, "num_workers": workers, "date": "2026-01-01T00:00:00Z"}
+
+    (tmp_path / "video-cpu.json").write_text(json.dumps({
+        "input_pipeline": {"classify": sec(0.95, 0.94, 0), "caption": sec(0.85, 0.84, 0)},
+        "input_pipeline_2_threads": {"what": "x", "classify": sec(1.2, 0.95, 1), "caption": sec(1.1, 0.88, 1)}}))
+    jobs = loop.write_summary(tmp_path, tmp_path / "summary.json")["jobs"]
+    assert set(jobs) == {"video-classify", "video-caption", "video-classify-2-threads", "video-caption-2-threads"}
+    assert jobs["video-classify"]["meets_goal"] and not jobs["video-caption"]["meets_goal"]
+    two = jobs["video-caption-2-threads"]
+    assert two["judged_by"] == "wall" and two["ratio_wall"] == 0.88 and not two["meets_goal"]
+    assert jobs["video-classify-2-threads"]["meets_goal"]
