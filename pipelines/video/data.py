@@ -306,6 +306,11 @@ class ClassifyDataset(Dataset):
         return (x if self.features is not None else uint8_to_input(x, self.cfg)), torch.tensor(y)
 
 
+def unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Frames as float in [0, 1]: uint8 ones divided by 255, float ones as they are."""
+    return x if x.is_floating_point() else x.float().div_(255.0)
+
+
 def appearance_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Random changes of how a clip looks, never of what it shows: float frames (T, 3, H, W) in [0, 1].
 
@@ -360,8 +365,7 @@ def zoom_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, 
         x = x[torch.from_numpy(np.round(np.linspace(a, a + L - 1, T)).astype(np.int64))]
     if scale[0] == scale[1] == 1:  # the speed change alone (any dtype: uint8 frames stay uint8)
         return x
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255.0)
+    x = unit_float(x)
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
     cx, cy = rng.uniform(-0.5, 0.5, 2)
     # output pixel p (normalised coordinates) samples the input at c + (p - c) / s
@@ -446,7 +450,7 @@ def scale_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float,
     y = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=h < H)
     if h < H or w < W:
         top, left = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
-        if y.dtype == torch.uint8:  # replicate padding (numpy's is ~3x faster than torch's for uint8)
+        if y.dtype == torch.uint8 and y.device.type == "cpu":  # replicate padding: numpy's ~3x faster for uint8
             return torch.from_numpy(np.pad(y.numpy(), ((0, 0), (0, 0), (top, H - h - top), (left, W - w - left)),
                                            mode="edge")), h / H
         out = F.pad(y, (left, W - w - left, top, H - h - top), mode="replicate")
@@ -563,10 +567,8 @@ class CaptionDataset(Dataset):
                 if g.random() < self.scale_p:
                     x = scale_augment(x, g, self.scale)[0]
             if self.appearance:
-                x = appearance_augment(x if x.is_floating_point() else x.float().div_(255.0),
-                                       np.random.default_rng([self.seed, self.epoch, k, 1]))
-            x = contiguous(x)
-            x = normalize(x if x.is_floating_point() else x.float().div_(255.0), self.cfg)
+                x = appearance_augment(unit_float(x), np.random.default_rng([self.seed, self.epoch, k, 1]))
+            x = normalize(unit_float(contiguous(x)), self.cfg)
         else:
             x = uint8_to_input(x, self.cfg)
         return x, torch.tensor(ids, dtype=torch.long)
@@ -588,5 +590,5 @@ def collate_captions(batch):
 
 
 __all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
-           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment",
-           "moving_box", "scale_augment", "Vocab", "CaptionDataset", "collate_captions"]
+           "load_clipset", "ClassifyDataset", "unit_float", "appearance_augment", "zoom_augment",
+           "lower_median", "moving_box", "scale_augment", "Vocab", "CaptionDataset", "collate_captions"]
