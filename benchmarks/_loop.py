@@ -423,6 +423,17 @@ def merge_json(path: Path, updates: dict) -> dict:
     return new
 
 
+def hand_recorded(path: Path, key: str, names: tuple[str, ...]) -> dict:
+    """The entries ``names`` of section ``key`` in the results file ``path``: figures recorded by hand, once
+    (before a change, under another setting), that no rerun makes and every rerun's section keeps ({} when
+    the file or the section is absent or unreadable)."""
+    try:
+        old = json.loads(Path(path).read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: old[k] for k in names if k in old} if isinstance(old, dict) else {}
+
+
 def section(result: dict, config: str, machine: dict, **extra) -> dict:
     """The JSON section of one job: the measured figures (probe dropped), what was trained, when, where."""
     r = {k: v for k, v in result.items() if not k.startswith("_")}

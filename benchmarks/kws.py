@@ -33,7 +33,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _loop import RESULTS, compare, data_side, merge_json, model_step_seconds, section, write_summary  # noqa: E402
+from _loop import (RESULTS, compare, data_side, hand_recorded, merge_json, model_step_seconds,  # noqa: E402
+                   section, write_summary)
 from _machine import machine_info  # noqa: E402
 
 
@@ -355,11 +356,7 @@ def loop_main(args) -> dict:
                                   args.profile_batches, args.also_robust)
     sec = section(res, res.pop("config"), machine)
     out = Path(args.out)
-    try:  # figures recorded by hand, once (before a change; other OpenMP wait policies), stay beside every rerun's
-        old = json.loads(out.read_text()).get("input_pipeline", {})
-    except (OSError, ValueError, AttributeError):
-        old = {}
-    sec.update({k: old[k] for k in HAND_RECORDED if isinstance(old, dict) and k in old})
+    sec.update(hand_recorded(out, "input_pipeline", HAND_RECORDED))  # before a change; other OpenMP wait policies
     merge_json(out, {"input_pipeline": sec})
     if out.parent.resolve() == RESULTS.resolve():
         write_summary()

@@ -36,7 +36,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _loop import RESULTS, compare, data_side, merge_json, model_step_seconds, section, write_summary
+from _loop import (RESULTS, compare, data_side, hand_recorded, merge_json, model_step_seconds, section,
+                   write_summary)
 from _machine import machine_info  # benchmarks/ is the script's folder
 
 DEFAULT_DATA = "data/ship-video/clips"  # the shipped models' rendered data (make models; = video synth defaults)
@@ -214,15 +215,13 @@ def loop_main(args) -> dict:
     secs = {task: section(r, r.pop("config"), machine) for task, r in res.items()}
     out = Path(args.out) if args.out else RESULTS / "video-cpu.json"
     key = loop_key(args.threads)
-    old = (json.loads(out.read_text()) if out.is_file() else {}).get(key) or {}
     doc = dict(secs)
     if args.threads > 1:
         doc["what"] = (f"the same loops with --threads {args.threads} (video train's default on a machine with "
                        f"{args.threads} cores) and passive OpenMP waits as lstm-media runs: one data worker at the "
                        "lowest priority beside the model's threads. Judge by wall time (the training process "
                        "waits for the worker without CPU time).")
-    if "before" in old:
-        doc["before"] = old["before"]
+    doc.update(hand_recorded(out, key, ("before",)))
     merge_json(out, {key: doc})
     if out.parent.resolve() == RESULTS.resolve():
         write_summary()

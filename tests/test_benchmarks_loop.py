@@ -161,3 +161,15 @@ def test_summary_has_the_video_rows_of_one_and_two_threads(loop, tmp_path):
     two = jobs["video-caption-2-threads"]
     assert two["judged_by"] == "wall" and two["ratio_wall"] == 0.88 and not two["meets_goal"]
     assert jobs["video-classify-2-threads"]["meets_goal"]
+
+
+def test_hand_recorded_figures_survive_a_rerun(loop, tmp_path):
+    """A rerun replaces a results section whole; the figures recorded by hand in it are carried over."""
+    out = tmp_path / "r.json"
+    assert loop.hand_recorded(out, "input_pipeline", ("before",)) == {}  # no file yet
+    out.write_text(json.dumps({"input_pipeline": {"before": {"ratio": 0.8}, "ratio_loop_vs_model_alone": 0.9,
+                                                  "active_waits": 1}}))
+    assert loop.hand_recorded(out, "input_pipeline", ("before", "independent_check")) == {"before": {"ratio": 0.8}}
+    assert loop.hand_recorded(out, "other", ("before",)) == {}
+    out.write_text("{not json")
+    assert loop.hand_recorded(out, "input_pipeline", ("before",)) == {}
