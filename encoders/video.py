@@ -94,9 +94,14 @@ def contiguous(x: Tensor) -> Tensor:
     return x.contiguous()
 
 
+def unit_float(x: Tensor) -> Tensor:
+    """Frames as float in [0, 1]: uint8 ones divided by 255, float ones as they are."""
+    return x if x.is_floating_point() else x.float().div_(255.0)
+
+
 def uint8_to_input(frames: Tensor, cfg: VideoFrontEndConfig) -> Tensor:
     """Cached uint8 (..., T, H, W, 3) -> normalised float (..., T, 3, H, W), contiguous."""
-    return normalize(contiguous(frames.movedim(-1, -3)).float().div_(255.0), cfg)
+    return normalize(unit_float(contiguous(frames.movedim(-1, -3))), cfg)
 
 
 # Frames kept while streaming one clip before thinning: bounded memory for files of any length.
@@ -458,6 +463,6 @@ def cached_features(encoder: nn.Module, clips: Tensor, cache_path: str | Path, k
 __all__ = ["SMALL_CNN", "IMAGENET_MEAN", "IMAGENET_STD", "torchvision_classifiers", "frame_encoder_names",
            "encoder_normalisation", "build_frame_encoder", "TorchvisionFrameEncoder", "load_classifier_weights",
            "weights_hash", "VideoFrontEndConfig", "SAMPLING_MODES", "sample_indices", "frames_to_tensor",
-           "normalize", "contiguous", "uint8_to_input", "sample_times", "StreamSampler", "sample_stream", "sample_clip",
-           "sample_frames", "load_clip", "FrameCNNConfig", "FrameCNN", "build_torchvision_encoder", "encode_frames",
-           "cached_features"]
+           "normalize", "contiguous", "unit_float", "uint8_to_input", "sample_times", "StreamSampler", "sample_stream",
+           "sample_clip", "sample_frames", "load_clip", "FrameCNNConfig", "FrameCNN", "build_torchvision_encoder",
+           "encode_frames", "cached_features"]

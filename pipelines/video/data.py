@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from encoders.io import DecodeError, SkipCounter, atomic_save
 from encoders.io.video import VIDEO_EXTENSIONS, list_videos
-from encoders.video import VideoFrontEndConfig, sample_clip, uint8_to_input
+from encoders.video import VideoFrontEndConfig, sample_clip, uint8_to_input, unit_float
 
 SPLITS = ("train", "val", "test")
 
@@ -304,11 +304,6 @@ class ClassifyDataset(Dataset):
         if rev and self.reverse is not None:
             x, y = x.flip(0), self.reverse[y]
         return (x if self.features is not None else uint8_to_input(x, self.cfg)), torch.tensor(y)
-
-
-def unit_float(x: torch.Tensor) -> torch.Tensor:
-    """Frames as float in [0, 1]: uint8 ones divided by 255, float ones as they are."""
-    return x if x.is_floating_point() else x.float().div_(255.0)
 
 
 def appearance_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -590,5 +585,5 @@ def collate_captions(batch):
 
 
 __all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
-           "load_clipset", "ClassifyDataset", "unit_float", "appearance_augment", "zoom_augment",
+           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment",
            "lower_median", "moving_box", "scale_augment", "Vocab", "CaptionDataset", "collate_captions"]
