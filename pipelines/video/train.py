@@ -220,8 +220,9 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
     ``workers``: data-loading processes for classify/caption (None: one when this process may use two
     threads or more; the items are the same whatever the count).  The model keeps every thread and the
     worker runs at the lowest priority, filling the time the model's threads leave idle (measured on 2
-    cores, 2 threads, passive OpenMP waits: caption loop 4.15 -> 4.4-5.7 steps/s, 0.78 -> 0.91-0.99 of the
-    model alone; classify 0.87 -> 0.92-1.02; a worker at normal priority 0.91 for caption)."""
+    cores, 2 threads, passive OpenMP waits, the loop's steps/s as a share of the model alone's: caption 0.79
+    without a worker, 0.80 with one at normal priority, 0.85-0.91 with the niced one; classify 0.83-1.02;
+    ``benchmarks/results/video-cpu.json``)."""
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
     if cfg.epochs < 1:
