@@ -47,7 +47,7 @@ SOURCES = {
     "kws": ("kws-cpu.json", ("input_pipeline",)),
     "video-classify": ("video-cpu.json", ("input_pipeline", "classify")),
     "video-caption": ("video-cpu.json", ("input_pipeline", "caption")),
-    # video train's default on a 2-core machine: two threads and one niced data worker
+    # video train's default on a 2-core machine: two threads (its default data loading: video_workers)
     "video-classify-2-threads": ("video-cpu.json", ("input_pipeline_2_threads", "classify")),
     "video-caption-2-threads": ("video-cpu.json", ("input_pipeline_2_threads", "caption")),
     "long-memory": ("long-memory-cpu.json", ("input_pipeline",)),

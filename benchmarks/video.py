@@ -201,7 +201,7 @@ def bench_training_loop(data: str, steps: int, work: Path, rounds: int = 2, skip
 
 def loop_key(threads: int) -> str:
     """The results section of the loop part: one thread (the model and the data side in one process) and
-    more threads (``video train``'s default there: one niced data worker beside the model's threads)."""
+    more threads (``video train``'s default data loading there: :func:`pipelines.video.train.video_workers`)."""
     return "input_pipeline" if threads == 1 else f"input_pipeline_{threads}_threads"
 
 
@@ -218,9 +218,10 @@ def loop_main(args) -> dict:
     doc = dict(secs)
     if args.threads > 1:
         doc["what"] = (f"the same loops with --threads {args.threads} (video train's default on a machine with "
-                       f"{args.threads} cores) and passive OpenMP waits as lstm-media runs: one data worker at the "
-                       "lowest priority beside the model's threads. Judge by wall time (the training process "
-                       "waits for the worker without CPU time).")
+                       f"{args.threads} cores) and passive OpenMP waits as lstm-media runs, with video train's "
+                       "default data loading (video_workers: none when the model's threads take every core, one "
+                       "niced worker when a core is free: num_workers). With a worker judge by wall time (the "
+                       "training process waits for it without CPU time).")
     doc.update(hand_recorded(out, key, ("before",)))
     merge_json(out, {key: doc})
     if out.parent.resolve() == RESULTS.resolve():

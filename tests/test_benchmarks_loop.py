@@ -146,8 +146,8 @@ def test_long_memory_entry_point_merges_and_summarises(loop, tmp_path):
 
 
 def test_summary_has_the_video_rows_of_one_and_two_threads(loop, tmp_path):
-    """video train's default on a 2-core machine is two threads with a data worker (judged by wall time);
-    the one-thread rows (no worker) are judged by CPU time."""
+    """video train's default on a 2-core machine is two threads; rows with a data worker are judged by wall
+    time, rows without one by CPU time."""
     def sec(cpu, wall, workers):
         return {"ratio_loop_vs_model_alone": cpu, "ratio_loop_vs_model_alone_cpu": cpu,
                 "ratio_loop_vs_model_alone_wall": wall, "num_workers": workers, "date": "2026-01-01T00:00:00Z"}

@@ -306,6 +306,27 @@ def test_bad_layout_files_are_one_line_naming_the_file(capsys, tmp_path, bad):
     assert code == 1 and str(victim) in one_error_line(out.err) and not (tmp_path / "run").exists()
 
 
+def test_default_data_worker_only_beside_a_free_core(monkeypatch):
+    """No worker when the model's threads take every core (it would interrupt them); one when --threads
+    leaves a core free; --workers wins."""
+    from pipelines.video.train import video_workers
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr("os.cpu_count", lambda: 2)
+        assert video_workers() == 0 and video_workers(1) == 1 and video_workers(0) == 0
+        monkeypatch.setattr("os.cpu_count", lambda: 4)
+        assert video_workers() == 1 and video_workers(0) == 0 and video_workers(3) == 3
+        torch.set_num_threads(1)
+        monkeypatch.setattr("os.cpu_count", lambda: 2)
+        assert video_workers() == 1
+        monkeypatch.setattr("os.cpu_count", lambda: None)
+        assert video_workers() == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_data_worker_trains_the_same_model(trained, capsys, tmp_path):
     """--workers moves the clips' augmentation (rescaling, flips, speed) to a low-priority process kept for the
     run; the items, hence the weights after two epochs, stay the same."""

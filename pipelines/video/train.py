@@ -7,6 +7,7 @@ or "video-caption" (vocab = caption vocabulary); ``front_end`` is the :class:`Vi
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from encoders.video import VideoFrontEndConfig
 from pipelines import bundle as _bundle
 from pipelines.registry import get_model
-from pipelines.trainer import Trainer, TrainConfig, default_workers, seed_everything
+from pipelines.trainer import Trainer, TrainConfig, seed_everything
 
 from . import models  # noqa: F401 - registers the video models
 from .data import CaptionDataset, ClassifyDataset, ClipSet, Vocab, collate_captions, load_clipset
@@ -214,15 +215,24 @@ def frozen_features(model: torch.nn.Module, clips: ClipSet, fe: VideoFrontEndCon
     return feats
 
 
+def video_workers(workers: int | None = None) -> int:
+    """Data-loading processes for classify/caption training: ``workers`` when given; else one, at the
+    lowest priority, when a core is left free of the model's threads (``--threads`` below the core count),
+    and none when the model's threads take every core (the default).  A model of this size keeps every core
+    busy, so a worker beside it cannot fill idle time, it interrupts the model's threads: on 2 cores at 2
+    threads, with freed memory held (:func:`pipelines.trainer.hold_freed_memory`), the loop made 0.92 of the
+    model alone's steps/s for caption without a worker and 0.79 with the niced one (classify 0.93 against
+    0.88; 5 rounds each, ``benchmarks/results/video-cpu.json``)."""
+    if workers is not None:
+        return max(int(workers), 0)
+    return 1 if (os.cpu_count() or 1) > torch.get_num_threads() else 0
+
+
 def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool = True,
           workers: int | None = None) -> dict:
     """Train ``cfg.task`` on ``data`` (its train split; val split for model selection) into ``out``.
-    ``workers``: data-loading processes for classify/caption (None: one when this process may use two
-    threads or more; the items are the same whatever the count).  The model keeps every thread and the
-    worker runs at the lowest priority, filling the time the model's threads leave idle (measured on 2
-    cores, 2 threads, passive OpenMP waits, the loop's steps/s as a share of the model alone's: caption 0.79
-    without a worker, 0.80 with one at normal priority, 0.85-0.91 with the niced one; classify 0.83-1.02;
-    ``benchmarks/results/video-cpu.json``)."""
+    ``workers``: data-loading processes for classify/caption (None: :func:`video_workers`; the items are
+    the same whatever the count)."""
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
     if cfg.epochs < 1:
@@ -248,7 +258,7 @@ def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool
           file=sys.stderr)
     seed_everything(cfg.seed)
     tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                     num_workers=default_workers(workers), worker_nice=19,
+                     num_workers=video_workers(workers), worker_nice=19,
                      seed=cfg.seed, warmup_steps=20, max_steps=cfg.max_steps, progress=cfg.progress, log_every=10,
                      metric="accuracy" if cfg.task == "classify" else "exact_match", mode="max",
                      target=cfg.target, device=cfg.device)
@@ -365,5 +375,5 @@ def _subset(cs: ClipSet, idx: torch.Tensor) -> ClipSet:
                    cs.classes, cs.skipped)
 
 
-__all__ = ["TASKS", "KINDS", "CAPTION_RECIPE", "caption_augmentation", "caption_config", "caption_frame_cnn", "VideoTrainConfig", "predict_logits", "generate_captions", "train", "init_frame_cnn",
+__all__ = ["TASKS", "KINDS", "CAPTION_RECIPE", "caption_augmentation", "caption_config", "caption_frame_cnn", "VideoTrainConfig", "predict_logits", "generate_captions", "train", "video_workers", "init_frame_cnn",
            "encoder_kwargs", "prepare_encoder", "feature_cache_key", "frozen_features"]
