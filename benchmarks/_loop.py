@@ -307,6 +307,9 @@ def compare(module, run_train: Callable[[Path], Any], work: Path, steps: int, ro
     the first run under ``"_probe"`` (not JSON: pop it before writing)."""
     if steps <= skip:
         raise ValueError(f"steps ({steps}) must exceed the warm-up steps ({skip})")
+    from pipelines.trainer import hold_freed_memory
+
+    hold_freed_memory()  # as the Trainer does when it starts: the model alone runs with the same allocator
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     loop, alone, first = [], [], None
     for r in range(rounds):

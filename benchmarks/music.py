@@ -136,7 +136,9 @@ def bench_training_loop(data: Path, steps: int, work: Path, rounds: int = 2) -> 
     import pipelines.music.train as music_train
     from encoders.midi import CHORALE, MidiVocab
     from pipelines.registry import get_model
+    from pipelines.trainer import hold_freed_memory
 
+    hold_freed_memory()  # as the Trainer does when it starts: the model alone runs with the same allocator
     cfg = music_train.MusicTrainConfig(max_steps=steps, epochs=1, progress=False, device="cpu")  # train's defaults
     vocab = MidiVocab(CHORALE)
 
