@@ -452,3 +452,58 @@ def test_caption_items_equal_the_float_path_and_are_contiguous(tiny):
         ref = normalize(scale_augment(f, g, (0.8, 1.25))[0], fe)
         assert x.is_contiguous() and x.shape == ref.shape
         assert (x - ref).abs().max() <= 1.1 / 255 / min(fe.std)  # uint8 rounding, fixed-point weights
+
+
+def test_take_frames_equals_indexing_and_keeps_the_layout():
+    from pipelines.video.data import speed_window, take_frames
+
+    u = torch.randint(0, 256, (8, 10, 12, 3), dtype=torch.uint8).movedim(-1, -3)  # channels-last view
+    idx = np.array([1, 1, 2, 4, 4, 5, 6, 7])
+    for x in (u, u.float(), u.contiguous()):
+        y = take_frames(x, idx)
+        assert torch.equal(y, x[torch.from_numpy(idx)]) and y.stride() == x[torch.from_numpy(idx)].stride()
+    assert take_frames(u, idx).movedim(1, -1).is_contiguous()  # still channels-last
+    drawn = [speed_window(8, np.random.default_rng(s), 0.5) for s in range(40)]
+    assert any(d is None for d in drawn) and all(d is None or (len(d) == 8 and np.all(np.diff(d) >= 0)) for d in drawn)
+    assert speed_window(5, np.random.default_rng(0), 1.0) is None  # too short to slow down
+
+
+def test_caption_items_with_kept_boxes_equal_boxes_found_afresh(tiny):
+    """The caption data set keeps each clip's moving box (per flip and set of frames, as the speed change and
+    playing backwards leave it); items over several epochs are exactly those with every box found again."""
+    from pipelines.video.data import moving_box
+
+    fe = VideoFrontEndConfig(num_frames=6, size=(32, 32))
+    cs = load_clipset(tiny, "train", fe, progress=False)
+    kept = CaptionDataset(cs, Vocab.build(cs.captions), fe, augment=True, seed=1, speed_p=0.5, scale=(0.8, 1.25))
+    fresh = CaptionDataset(cs, Vocab.build(cs.captions), fe, augment=True, seed=1, speed_p=0.5, scale=(0.8, 1.25))
+    asked = []
+
+    def afresh(x, key):
+        asked.append(key)
+        return lambda: moving_box(x)
+
+    fresh._box_of = afresh
+    for epoch in range(4):
+        kept.set_epoch(epoch)
+        fresh.set_epoch(epoch)
+        for k in range(len(kept)):
+            a, b = kept[k], fresh[k]
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), (epoch, k)
+    assert asked and 0 < len(kept._boxes) < len(asked)  # boxes were found and some came back
+
+
+def test_uint8_moving_box_equals_the_signed_reference():
+    """The uint8 box (|a - m| as max - min, compared with floor(threshold * 255)) is the int16 one's."""
+    from pipelines.video.data import lower_median, moving_box
+
+    rng = np.random.default_rng(3)
+    for k in range(30):
+        a = rng.integers(0, 256, (int(rng.integers(1, 10)), 3, 9, 11)).astype(np.uint8)
+        a[:, :, :, : k % 5] = 7  # still columns
+        thr = float(rng.choice([0.0, 0.05, 30 / 255, 0.12, 0.5, 1.0]))
+        s = a.astype(np.int16)
+        changed = (np.abs(s - lower_median(s)) > thr * 255.0).any(axis=(0, 1))
+        rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+        ref = None if len(rows) == 0 else (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
+        assert moving_box(torch.from_numpy(a), thr) == ref, (k, thr)

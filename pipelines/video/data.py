@@ -22,6 +22,7 @@ import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -354,10 +355,9 @@ def zoom_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, 
     import torch.nn.functional as F
 
     T = x.shape[0]
-    if speed_p > 0 and T > 5 and rng.random() < speed_p:
-        L = int(rng.integers(5, T))
-        a = int(rng.integers(0, T - L + 1))
-        x = x[torch.from_numpy(np.round(np.linspace(a, a + L - 1, T)).astype(np.int64))]
+    idx = speed_window(T, rng, speed_p)
+    if idx is not None:
+        x = take_frames(x, idx)
     if scale[0] == scale[1] == 1:  # the speed change alone (any dtype: uint8 frames stay uint8)
         return x
     x = unit_float(x)
@@ -367,6 +367,24 @@ def zoom_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, 
     theta = torch.tensor([[[1 / s, 0.0, cx * (1 - 1 / s)], [0.0, 1 / s, cy * (1 - 1 / s)]]], dtype=x.dtype)
     grid = F.affine_grid(theta.expand(T, 2, 3), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp_(0, 1)
+
+
+def speed_window(T: int, rng: np.random.Generator, speed_p: float) -> np.ndarray | None:
+    """:func:`zoom_augment`'s slower action: with probability ``speed_p`` (clips of more than 5 frames) the
+    frame indices of a contiguous 5 to T-1 of the T frames stretched back to T (nearest frame); else None."""
+    if speed_p > 0 and T > 5 and rng.random() < speed_p:
+        L = int(rng.integers(5, T))
+        a = int(rng.integers(0, T - L + 1))
+        return np.round(np.linspace(a, a + L - 1, T)).astype(np.int64)
+    return None
+
+
+def take_frames(x: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    """``x[idx]`` along the first (time) axis, keeping a channels-last clip (T, 3, H, W) channels-last; a
+    CPU clip through numpy (torch's indexing cost ~60 us for 8 frames of 64x64, numpy's ~8)."""
+    if x.device.type == "cpu" and not x.requires_grad and x.dim() == 4 and x.movedim(1, -1).is_contiguous():
+        return torch.from_numpy(x.movedim(1, -1).numpy()[idx]).movedim(-1, 1)
+    return x[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
 
 
 @functools.lru_cache(maxsize=None)
@@ -406,9 +424,13 @@ def moving_box(x: torch.Tensor, threshold: float = 0.12) -> tuple[int, int, int,
     growing or shrinking object on a still background this covers the object in every frame (a grown
     object's outer ring changes; a moved one leaves and enters its path).  None when nothing changes."""
     a = np.ascontiguousarray(x.detach().cpu().numpy())  # a channels-last view: reductions over it are ~10x slower
-    if a.dtype == np.uint8:
-        a, threshold = a.astype(np.int16), threshold * 255.0
-    changed = (np.abs(a - lower_median(a)).max(axis=1) > threshold).any(axis=0)  # (H, W)
+    m = lower_median(a)
+    if a.dtype == np.uint8:  # |a - m| as max - min stays in uint8; an integer d > t exactly when d > floor(t)
+        d = np.maximum(a, m)
+        d -= np.minimum(a, m)
+        changed = (d > int(np.floor(threshold * 255.0))).any(axis=(0, 1))  # (H, W)
+    else:
+        changed = (np.abs(a - m) > threshold).any(axis=(0, 1))
     rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
     if len(rows) == 0:
         return None
@@ -416,7 +438,8 @@ def moving_box(x: torch.Tensor, threshold: float = 0.12) -> tuple[int, int, int,
 
 
 def scale_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, float] = (0.8, 1.25),
-                  margin: int = 1) -> tuple[torch.Tensor, float]:
+                  margin: int = 1, box: Callable[[], tuple[int, int, int, int] | None] | None = None
+                  ) -> tuple[torch.Tensor, float]:
     """The same clip seen a little nearer or farther, the object never cut: frames (T, 3, H, W), float in
     [0, 1] or uint8, every frame resized by one factor ``s`` drawn log-uniformly from ``scale``.
 
@@ -426,17 +449,18 @@ def scale_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float,
     pixels); ``s`` is lowered to what fits, so the object, in every frame, stays inside.  Returns
     ``(frames, s actually used)``, of the input's dtype (uint8: rounded to integers; torch resizes a uint8
     clip in channels-last layout ~5x faster than a float one, so the data sets keep clips uint8 up to here).
+    ``box``: gives ``moving_box(x)`` when asked (only for ``s > 1``; a data set keeps them per clip).
     """
     import torch.nn.functional as F
 
     T, C, H, W = x.shape
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
     if s > 1:
-        box = moving_box(x)
-        if box is None:
+        found = moving_box(x) if box is None else box()
+        if found is None:
             s = 1.0
         else:
-            t, l, b, r = box
+            t, l, b, r = found
             t, l, b, r = max(t - margin, 0), max(l - margin, 0), min(b + margin, H), min(r + margin, W)
             s = min(s, H / (b - t), W / (r - l))
     h, w = max(2, round(H * s)), max(2, round(W * s))
@@ -520,6 +544,7 @@ class CaptionDataset(Dataset):
         self.scale = tuple(scale) if scale and features is None and scale_p > 0 else None
         self.scale_p = scale_p
         self.augment, self.seed, self.epoch = augment, seed, 0
+        self._boxes: dict[tuple, tuple[int, int, int, int] | None] = {}
         self.flip = self._word_map(vocab, _FLIP_WORDS)
         # play backwards only when every caption's action word has a reverse in the vocabulary
         self.reverse = self._word_map(vocab, _REVERSE_WORDS) if all(
@@ -534,6 +559,16 @@ class CaptionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def _box_of(self, x: torch.Tensor, key: tuple) -> Callable[[], tuple[int, int, int, int] | None]:
+        """:func:`moving_box` of ``x``, kept under ``key`` (clip, flipped, which frames): the same clip comes
+        back epoch after epoch, and the box does not depend on the frames' order (played backwards)."""
+        def get():
+            if key not in self._boxes:
+                self._boxes[key] = moving_box(x)
+            return self._boxes[key]
+
+        return get
 
     def __getitem__(self, k: int):
         """``features`` (see :class:`ClassifyDataset`) make items features (T, F) instead of frames."""
@@ -555,12 +590,20 @@ class CaptionDataset(Dataset):
             from encoders.video import contiguous, normalize
 
             x = x.movedim(-1, -3)  # uint8 (T, 3, H, W) in channels-last layout, as long as the steps keep uint8
-            if self.zoom:  # the speed change alone keeps uint8; a zoom gives float frames
+            # which frames of the stored clip x holds, in any order (the moving box depends on no more)
+            frames = tuple(range(x.shape[0]))
+            if self.zoom == (1.0, 1.0):  # the speed change alone (zoom_augment's draws): uint8 stays uint8
+                idx = speed_window(x.shape[0], np.random.default_rng([self.seed, self.epoch, k, 2]), self.speed_p)
+                if idx is not None:
+                    x = take_frames(x, idx)
+                    frames = tuple(sorted((x.shape[0] - 1 - idx if rev and self.reverse is not None else idx).tolist()))
+            elif self.zoom:  # a zoom gives float frames
                 x = zoom_augment(x, np.random.default_rng([self.seed, self.epoch, k, 2]), self.zoom, self.speed_p)
+                frames = None
             if self.scale:
                 g = np.random.default_rng([self.seed, self.epoch, k, 3])
                 if g.random() < self.scale_p:
-                    x = scale_augment(x, g, self.scale)[0]
+                    x = scale_augment(x, g, self.scale, box=self._box_of(x, (i, flip, frames)) if frames else None)[0]
             if self.appearance:
                 x = appearance_augment(unit_float(x), np.random.default_rng([self.seed, self.epoch, k, 1]))
             x = normalize(unit_float(contiguous(x)), self.cfg)
@@ -585,5 +628,5 @@ def collate_captions(batch):
 
 
 __all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
-           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment",
+           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment", "speed_window", "take_frames",
            "lower_median", "moving_box", "scale_augment", "Vocab", "CaptionDataset", "collate_captions"]
