@@ -219,9 +219,8 @@ def loop_main(args) -> dict:
     if args.threads > 1:
         doc["what"] = (f"the same loops with --threads {args.threads} (video train's default on a machine with "
                        f"{args.threads} cores) and passive OpenMP waits as lstm-media runs, with video train's "
-                       "default data loading (video_workers: none when the model's threads take every core, one "
-                       "niced worker when a core is free: num_workers). With a worker judge by wall time (the "
-                       "training process waits for it without CPU time).")
+                       "default data loading (video_workers: no worker process; num_workers). With a worker judge "
+                       "by wall time (the training process waits for it without CPU time).")
     doc.update(hand_recorded(out, key, ("before",)))
     merge_json(out, {key: doc})
     if out.parent.resolve() == RESULTS.resolve():

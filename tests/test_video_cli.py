@@ -306,23 +306,17 @@ def test_bad_layout_files_are_one_line_naming_the_file(capsys, tmp_path, bad):
     assert code == 1 and str(victim) in one_error_line(out.err) and not (tmp_path / "run").exists()
 
 
-def test_default_data_worker_only_beside_a_free_core(monkeypatch):
-    """No worker when the model's threads take every core (it would interrupt them); one when --threads
-    leaves a core free; --workers wins."""
+def test_no_data_worker_unless_asked(monkeypatch):
+    """None by default, whatever the threads and cores (measured: a worker interrupted the model's threads,
+    and beside a free core it gained nothing); --workers wins."""
     from pipelines.video.train import video_workers
 
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)
-        monkeypatch.setattr("os.cpu_count", lambda: 2)
-        assert video_workers() == 0 and video_workers(1) == 1 and video_workers(0) == 0
-        monkeypatch.setattr("os.cpu_count", lambda: 4)
-        assert video_workers() == 1 and video_workers(0) == 0 and video_workers(3) == 3
-        torch.set_num_threads(1)
-        monkeypatch.setattr("os.cpu_count", lambda: 2)
-        assert video_workers() == 1
-        monkeypatch.setattr("os.cpu_count", lambda: None)
-        assert video_workers() == 0
+        for n, cores in ((2, 2), (1, 2), (2, 8)):
+            torch.set_num_threads(n)
+            monkeypatch.setattr("os.cpu_count", lambda: cores)
+            assert video_workers() == 0 and video_workers(1) == 1 and video_workers(3) == 3
     finally:
         torch.set_num_threads(threads)
 

@@ -191,8 +191,8 @@ def build_parser(p: argparse.ArgumentParser) -> None:
                    help="caption: weight of the bag-of-words auxiliary loss (default 0.2)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--workers", type=nonneg_int, default=None,
-                   help="data-loading processes (default: 1, at the lowest priority, when --threads leaves a core "
-                        "free; none when the model's threads take every core)")
+                   help="data-loading processes, at the lowest priority (default: none; the per-batch work left "
+                        "after decoding once costs less than a worker's hand-over)")
     t.add_argument("--max-steps", type=positive_int, default=None)
     t.add_argument("--init-from", default=None,
                    help="checkpoint (file or shipped name) whose frame CNN initialises this model")

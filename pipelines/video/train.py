@@ -7,7 +7,6 @@ or "video-caption" (vocab = caption vocabulary); ``front_end`` is the :class:`Vi
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,16 +215,14 @@ def frozen_features(model: torch.nn.Module, clips: ClipSet, fe: VideoFrontEndCon
 
 
 def video_workers(workers: int | None = None) -> int:
-    """Data-loading processes for classify/caption training: ``workers`` when given; else one, at the
-    lowest priority, when a core is left free of the model's threads (``--threads`` below the core count),
-    and none when the model's threads take every core (the default).  A model of this size keeps every core
-    busy, so a worker beside it cannot fill idle time, it interrupts the model's threads: on 2 cores at 2
-    threads, with freed memory held (:func:`pipelines.trainer.hold_freed_memory`), the loop made 0.92 of the
-    model alone's steps/s for caption without a worker and 0.79 with the niced one (classify 0.93 against
-    0.88; 5 rounds each, ``benchmarks/results/video-cpu.json``)."""
-    if workers is not None:
-        return max(int(workers), 0)
-    return 1 if (os.cpu_count() or 1) > torch.get_num_threads() else 0
+    """Data-loading processes for classify/caption training: ``workers`` when given, else none.  The clips
+    are decoded once and kept in memory; what is left per batch (flips, speed change, rescaling,
+    normalisation: ~2.6 ms for classify, ~8 for caption, one thread) costs less than a worker's hand-over.
+    Measured on 2 cores (``benchmarks/results/video-cpu.json``, loop steps/s / model alone's): at 2 threads
+    a niced worker interrupted the model's threads (caption 0.79 of the model alone against 0.92 without,
+    classify 0.88 against 0.93); at 1 thread, with the other core free for it, it gained nothing either
+    (classify 0.90, caption 0.95, against 0.94 and 0.97 without)."""
+    return max(int(workers), 0) if workers is not None else 0
 
 
 def train(data: str | Path, out: str | Path, cfg: VideoTrainConfig, resume: bool = True,
