@@ -9,7 +9,7 @@ if "torch" not in _sys.modules:  # must precede torch's import to take effect
     # OpenMP threads that spin while waiting slow everything down badly (10x) when the cores are
     # shared.  Waiting passively has a price on an idle machine: small parallel steps gain little from a
     # second thread (a kws training step: 78-109 ms on two threads, ~76-86 on one, 44-49 spinning; the
-    # kws and video trainers give the other core to a data worker instead; README, issue #13)
+    # kws trainer gives the other core to a data worker instead; README, issue #13)
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import registry  # noqa: E402

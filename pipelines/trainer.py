@@ -119,7 +119,7 @@ def default_workers(workers: int | None = None) -> int:
     """Data-loading processes for a training run: ``workers`` when given, else one when this process may
     use two threads or more (the augmentation then runs beside the model instead of between its steps),
     else none.  Each pipeline decides how the model shares the cores with it (kws gives it a core of its
-    own; video lets a low-priority worker fill the model's idle time: ``TrainConfig.worker_nice``)."""
+    own; video makes its light batches in the training process: ``pipelines.video.train.video_workers``)."""
     if workers is not None:
         return max(int(workers), 0)
     return 1 if torch.get_num_threads() >= 2 else 0

@@ -217,11 +217,11 @@ def frozen_features(model: torch.nn.Module, clips: ClipSet, fe: VideoFrontEndCon
 def video_workers(workers: int | None = None) -> int:
     """Data-loading processes for classify/caption training: ``workers`` when given, else none.  The clips
     are decoded once and kept in memory; what is left per batch (flips, speed change, rescaling,
-    normalisation: ~2.6 ms for classify, ~8 for caption, one thread) costs less than a worker's hand-over.
+    normalisation: ~2.3 ms for classify, ~9 for caption, one thread) costs less than a worker's hand-over.
     Measured on 2 cores (``benchmarks/results/video-cpu.json``, loop steps/s / model alone's): at 2 threads
     a niced worker interrupted the model's threads (caption 0.79 of the model alone against 0.92 without,
     classify 0.88 against 0.93); at 1 thread, with the other core free for it, it gained nothing either
-    (classify 0.90, caption 0.95, against 0.94 and 0.97 without)."""
+    (classify 0.90, caption 0.95, against 0.94 and 0.94 without)."""
     return max(int(workers), 0) if workers is not None else 0
 
 
