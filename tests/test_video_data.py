@@ -469,8 +469,8 @@ def test_take_frames_equals_indexing_and_keeps_the_layout():
 
 
 def test_caption_items_with_kept_boxes_equal_boxes_found_afresh(tiny):
-    """The caption data set keeps each clip's moving box (per flip and set of frames, as the speed change and
-    playing backwards leave it); items over several epochs are exactly those with every box found again."""
+    """The caption data set keeps each clip's moving box (per set of frames, as the speed change and playing
+    backwards leave it; mirrored under a flip); items over epochs are exactly those with every box found again."""
     from pipelines.video.data import moving_box
 
     fe = VideoFrontEndConfig(num_frames=6, size=(32, 32))
@@ -479,7 +479,7 @@ def test_caption_items_with_kept_boxes_equal_boxes_found_afresh(tiny):
     fresh = CaptionDataset(cs, Vocab.build(cs.captions), fe, augment=True, seed=1, speed_p=0.5, scale=(0.8, 1.25))
     asked = []
 
-    def afresh(x, key):
+    def afresh(x, key, flip):
         asked.append(key)
         return lambda: moving_box(x)
 
@@ -507,3 +507,17 @@ def test_uint8_moving_box_equals_the_signed_reference():
         rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
         ref = None if len(rows) == 0 else (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
         assert moving_box(torch.from_numpy(a), thr) == ref, (k, thr)
+
+
+def test_edge_pad_equals_numpy_edge_padding():
+    from pipelines.video.data import edge_pad
+
+    rng = np.random.default_rng(4)
+    for _ in range(40):
+        T, C, H, W = int(rng.integers(1, 5)), 3, int(rng.integers(2, 20)), int(rng.integers(2, 20))
+        h, w = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
+        top, left = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        y = torch.from_numpy(rng.integers(0, 256, (T, h, w, C)).astype(np.uint8)).movedim(-1, 1)  # channels-last
+        ref = np.pad(y.numpy(), ((0, 0), (0, 0), (top, H - h - top), (left, W - w - left)), mode="edge")
+        got = edge_pad(y, top, left, H, W)
+        assert got.is_contiguous() and np.array_equal(got.numpy(), ref), (T, H, W, h, w, top, left)
