@@ -649,5 +649,5 @@ def collate_captions(batch):
 
 
 __all__ = ["SPLITS", "VIDEO_EXTENSIONS", "read_classes", "read_split", "read_captions", "tokenize", "ClipSet",
-           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment", "speed_window", "take_frames", "edge_pad",
-           "lower_median", "moving_box", "scale_augment", "Vocab", "CaptionDataset", "collate_captions"]
+           "load_clipset", "ClassifyDataset", "appearance_augment", "zoom_augment", "speed_window", "take_frames",
+           "edge_pad", "lower_median", "moving_box", "scale_augment", "Vocab", "CaptionDataset", "collate_captions"]
