@@ -245,7 +245,8 @@ def run_probed(module, run: Callable[[], Any], probe: LoopProbe) -> LoopProbe:
 
 def model_alone(probe: LoopProbe, steps: int, skip: int = 10) -> dict:
     """The model, loss, optimizer, clipping and LR schedule of ``probe``'s run on the batches it captured
-    (replayed in the same order), without data loading: steps/s as :meth:`StepClock.rates`."""
+    (replayed in the same order), without data loading: steps/s as :meth:`StepClock.rates`.  The probe's
+    Trainer has run in this process, so the allocator holds freed memory here too (``hold_freed_memory``)."""
     from torch import nn
 
     from pipelines.trainer import Trainer, resolve_device
@@ -307,9 +308,6 @@ def compare(module, run_train: Callable[[Path], Any], work: Path, steps: int, ro
     the first run under ``"_probe"`` (not JSON: pop it before writing)."""
     if steps <= skip:
         raise ValueError(f"steps ({steps}) must exceed the warm-up steps ({skip})")
-    from pipelines.trainer import hold_freed_memory
-
-    hold_freed_memory()  # as the Trainer does when it starts: the model alone runs with the same allocator
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     loop, alone, first = [], [], None
     for r in range(rounds):
